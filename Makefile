@@ -1,0 +1,27 @@
+# The two commands of the README:
+#   make demo   set everything up, start the embedded services and run the sync demo
+#   make test   set everything up and run the whole test suite against real services
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test unit bench clean
+
+setup:
+	bash deploy/setup.sh
+
+demo: setup
+	$(VENV)/bin/lakesync demo
+
+# pytest exits 5 when no test ran; make treats any non-zero exit as failure, so that never passes.
+test: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/python -m bench
+
+clean:
+	-$(VENV)/bin/lakesync down
+	rm -rf .lakesync

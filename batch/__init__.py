@@ -1,0 +1,1 @@
+"""On-demand full work: reconciliation and rebuild."""

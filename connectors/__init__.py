@@ -1,0 +1,1 @@
+"""Thin I/O to Delta (through Spark), Kafka and PostgreSQL."""

@@ -1,0 +1,84 @@
+"""The one place a SparkSession is built: Delta enabled, local jars, settings derived from the machine.
+
+The seed's "runtime-adaptive configuration" lives here and nowhere else: shuffle partitions and
+parallelism follow the core count, adaptive execution is on, the session time zone is UTC (the
+canonical row hash encodes timestamps in UTC). Anything under `spark.conf` in the config wins.
+Jars come from the directory setup filled with Maven (`spark.jars`); nothing is downloaded here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lakesync.config import SparkSettings
+from lakesync.errors import SetupError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# Jars that must be in jars_dir for lakesync to work; setup (deploy/setup.sh) puts them there.
+REQUIRED_JAR_PREFIXES = ("delta-spark_", "delta-storage-", "postgresql-")
+
+
+def machine_cores() -> int:
+    """Cores this process may use (respects CPU affinity / container limits where visible)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def spark_jars(jars_dir: Path) -> list[Path]:
+    """The jars to hand Spark, or SetupError saying how to fetch them."""
+    jars = sorted(jars_dir.glob("*.jar")) if jars_dir.is_dir() else []
+    names = [jar.name for jar in jars]
+    missing = [p for p in REQUIRED_JAR_PREFIXES if not any(n.startswith(p) for n in names)]
+    if missing:
+        raise SetupError(
+            f"spark.jars_dir={jars_dir} lacks {', '.join(p.rstrip('-_') for p in missing)} jars; "
+            "run `bash deploy/setup.sh` (or `make setup`) to fetch them with Maven"
+        )
+    return jars
+
+
+def derived_conf(settings: SparkSettings, cores: int | None = None) -> dict[str, str]:
+    """Every spark.* setting lakesync applies, before the user's `spark.conf` overrides."""
+    cores = cores or machine_cores()
+    # Two tasks per core keeps both cores busy through skew without the per-task overhead
+    # of Spark's default 200 shuffle partitions, which dominates on small machines.
+    parallelism = settings.default_parallelism or 2 * cores
+    conf = {
+        "spark.master": settings.master or f"local[{cores}]",
+        "spark.app.name": settings.app_name,
+        "spark.jars": ",".join(str(j) for j in spark_jars(settings.jars_dir)),
+        "spark.driver.memory": settings.driver_memory,
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions or parallelism),
+        "spark.default.parallelism": str(parallelism),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        "spark.sql.adaptive.skewJoin.enabled": "true",
+        "spark.sql.autoBroadcastJoinThreshold": str(50 * 1024 * 1024),
+        "spark.serializer": "org.apache.spark.serializer.KryoSerializer",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": str(settings.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+    }
+    conf.update(settings.conf)
+    return conf
+
+
+def build_spark_session(settings: SparkSettings) -> SparkSession:
+    """Create (or return the already running) SparkSession with lakesync's configuration."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in derived_conf(settings).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(settings.log_level)
+    return session

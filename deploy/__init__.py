@@ -1,0 +1,1 @@
+"""How lakesync runs: embedded servers for development and tests, plus deployment assets."""

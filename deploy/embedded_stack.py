@@ -1,0 +1,117 @@
+"""`lakesync up` / `lakesync down`: the embedded Kafka broker and PostgreSQL server together.
+
+All state lives in one directory (`home`, default `.lakesync/embedded`): each server's data and
+log, `services.json` (ports and pids, so a later `down` finds them) and `lakesync.toml`, a config
+file that points lakesync at these servers. The pytest session fixtures use this same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakesync.deploy.embedded_kafka import KafkaBroker
+from lakesync.deploy.embedded_postgres import DATABASE, SUPERUSER, PostgresServer
+
+DEFAULT_HOME = Path(".lakesync/embedded")
+
+
+@dataclass
+class EmbeddedStack:
+    home: Path
+    kafka: KafkaBroker
+    postgres: PostgresServer
+
+    @classmethod
+    def at(cls, home: Path = DEFAULT_HOME) -> EmbeddedStack:
+        """The stack rooted at `home`, with ports/pids of a previous `up` if it recorded any."""
+        home = home.absolute()
+        stack = cls(home, KafkaBroker(home / "kafka"), PostgresServer(home / "postgres"))
+        stack._load_state()
+        return stack
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "services.json"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "lakesync.toml"
+
+    def up(self) -> None:
+        """Start whatever is not running, wait for readiness, record state and config."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        # The PostgreSQL server user must be able to reach its directory below ours.
+        self.home.chmod(0o755)
+        try:
+            self.postgres.start()
+            self.kafka.start()
+        except BaseException:
+            self.down()
+            raise
+        self._save_state()
+        self._write_config()
+
+    def down(self) -> None:
+        """Stop both servers (data is kept; `up` starts them again on the same ports if free)."""
+        self.kafka.stop()
+        self.postgres.stop()
+        self._save_state()
+
+    def status(self) -> dict[str, object]:
+        return {
+            "kafka": {"running": self.kafka.running(), "bootstrap_servers": self.kafka.bootstrap_servers},
+            "postgres": {"running": self.postgres.running(), "port": self.postgres.port},
+            "config_file": str(self.config_file),
+        }
+
+    def settings_overrides(self) -> dict[str, dict[str, object]]:
+        """Keyword arguments for load_settings() that point at these servers."""
+        return {
+            "kafka": {"bootstrap_servers": self.kafka.bootstrap_servers, "topic_partitions": 3},
+            "postgres": {
+                "host": "127.0.0.1",
+                "port": self.postgres.port,
+                "dbname": DATABASE,
+                "user": SUPERUSER,
+                "password": self.postgres.password,
+                "sslmode": "disable",
+            },
+        }
+
+    def _load_state(self) -> None:
+        if not self.state_file.exists():
+            return
+        state = json.loads(self.state_file.read_text())
+        kafka, postgres = state.get("kafka", {}), state.get("postgres", {})
+        self.kafka.port = kafka.get("port", 0)
+        self.kafka.controller_port = kafka.get("controller_port", 0)
+        self.kafka.pid = kafka.get("pid")
+        self.postgres.port = postgres.get("port", 0)
+        self.postgres.password = postgres.get("password", "")
+        self.postgres.pid = postgres.get("pid")
+
+    def _save_state(self) -> None:
+        state = {
+            "kafka": {"port": self.kafka.port, "controller_port": self.kafka.controller_port, "pid": self.kafka.pid},
+            "postgres": {"port": self.postgres.port, "password": self.postgres.password, "pid": self.postgres.pid},
+        }
+        _write_private(self.state_file, json.dumps(state, indent=2))
+
+    def _write_config(self) -> None:
+        overrides = self.settings_overrides()
+        lines = ["# Written by `lakesync up`: points lakesync at the embedded servers.", ""]
+        for section, values in overrides.items():
+            lines.append(f"[{section}]")
+            lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
+            lines.append("")
+        _write_private(self.config_file, "\n".join(lines))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read: these files hold the database password."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# One setup path for a fresh machine (Debian, Python >= 3.11): idempotent, quick when cached.
+#
+#   1. Java 17+ and Maven           (Debian packages, only when missing)
+#   2. PostgreSQL server            (Debian packages, only when missing)
+#   3. Python virtualenv            ($LAKESYNC_VENV, default ./.venv; reinstalled when pyproject changes)
+#   4. JVM jars with Maven          (deploy/maven/*.pom.xml -> $LAKESYNC_CACHE_DIR/jars/{spark,kafka})
+#
+# Nothing is downloaded at run time: Spark gets the jars through spark.jars, the embedded Kafka
+# broker runs from its own jar directory. Set LAKESYNC_SETUP_QUIET=1 to silence progress lines.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${LAKESYNC_VENV:-$ROOT/.venv}"
+CACHE="${LAKESYNC_CACHE_DIR:-$HOME/.cache/lakesync}"
+PYTHON="${PYTHON:-python3}"
+EXTRAS="${LAKESYNC_EXTRAS:-dev,bench}"
+DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.11.0"
+started=$SECONDS
+
+say() { [ "${LAKESYNC_SETUP_QUIET:-0}" = 1 ] || echo "[setup] $*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "[setup] need root to run: $*" >&2; exit 1; fi
+}
+
+apt_updated=0
+apt_install() {
+  if [ $apt_updated = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  say "installing Debian packages: $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+java_major() {
+  java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1
+}
+
+ensure_system_packages() {
+  if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then apt_install openjdk-17-jre-headless; fi
+  command -v mvn >/dev/null || apt_install maven
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then apt_install postgresql; fi
+  # `runuser` runs initdb/pg_ctl as the postgres user when we are root (util-linux, always there on Debian).
+  command -v runuser >/dev/null || apt_install util-linux
+}
+
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+ensure_venv() {
+  local stamp; stamp="$(stamp_of "$ROOT/pyproject.toml")-$EXTRAS"
+  if [ -f "$VENV/.lakesync-stamp" ] && [ "$(cat "$VENV/.lakesync-stamp")" = "$stamp" ]; then
+    say "python env up to date ($VENV)"; return
+  fi
+  say "creating python env in $VENV"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]"
+  echo "$stamp" > "$VENV/.lakesync-stamp"
+}
+
+# Copy a pom's runtime dependencies into $2; skipped when the pom has not changed since last time.
+fetch_jars() {
+  local pom="$1" dest="$2" stamp
+  stamp="$(stamp_of "$pom")"
+  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$stamp" ]; then
+    say "jars up to date ($dest)"; return
+  fi
+  say "fetching jars for $(basename "$pom") into $dest"
+  local tmp="$dest.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  mvn -B -q -Dstyle.color=never -f "$pom" "$DEPENDENCY_PLUGIN:copy-dependencies" \
+      -DoutputDirectory="$tmp" -DincludeScope=runtime
+  echo "$stamp" > "$tmp/.stamp"
+  # Swap in whole, so an interrupted fetch never leaves a half-filled directory behind.
+  rm -rf "$dest"; mv "$tmp" "$dest"
+}
+
+ensure_system_packages
+ensure_venv
+mkdir -p "$CACHE/jars"
+fetch_jars "$ROOT/deploy/maven/spark-jars.pom.xml" "$CACHE/jars/spark"
+fetch_jars "$ROOT/deploy/maven/kafka-broker.pom.xml" "$CACHE/jars/kafka"
+say "ready in $((SECONDS - started)) s: $VENV/bin/lakesync, jars in $CACHE/jars"

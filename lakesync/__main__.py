@@ -1,0 +1,5 @@
+"""`python -m lakesync` is the `lakesync` command."""
+
+from lakesync.cli import main
+
+main()

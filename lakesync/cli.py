@@ -1,0 +1,133 @@
+"""The `lakesync` command line: one entry point, one subcommand per way of running.
+
+Exit codes: 0 success, 1 runtime error, 2 bad configuration or usage. Subcommands that report
+findings (reconcile) document their own extra codes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from lakesync.config import LakesyncSettings, load_settings
+from lakesync.errors import ConfigError, LakesyncError
+from lakesync.logs import LogFormat, configure_logging, get_logger
+
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+app = typer.Typer(
+    name="lakesync",
+    help="Keep PostgreSQL tables exactly in step with Delta Lake tables, through Kafka.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file (default: $LAKESYNC_CONFIG, else ./lakesync.toml)."),
+]
+HomeOption = Annotated[
+    Path,
+    typer.Option("--home", help="Directory holding the embedded servers' data, logs and config."),
+]
+
+
+class _Globals:
+    config: Path | None = None
+    log_format: LogFormat = "auto"
+    log_level: str | None = None
+
+
+@app.callback()
+def _main(
+    config: ConfigOption = None,
+    log_format: Annotated[str, typer.Option(help="auto | json | console")] = "auto",
+    log_level: Annotated[str | None, typer.Option(help="DEBUG | INFO | WARNING | ERROR")] = None,
+) -> None:
+    _Globals.config = config
+    if log_format not in ("auto", "json", "console"):
+        _fail(EXIT_CONFIG, f"--log-format: expected auto, json or console, got {log_format!r}")
+    _Globals.log_format = log_format  # type: ignore[assignment]
+    _Globals.log_level = log_level
+    configure_logging(log_level or "INFO", _Globals.log_format)
+
+
+def settings(**overrides: object) -> LakesyncSettings:
+    """Load the configuration given by --config/$LAKESYNC_CONFIG and set up logging from it."""
+    loaded = load_settings(_Globals.config, **overrides)
+    configure_logging(_Globals.log_level or loaded.log_level, _resolve_format(loaded))
+    return loaded
+
+
+@app.command()
+def up(home: HomeOption = Path(".lakesync/embedded")) -> None:
+    """Start the embedded Kafka broker (KRaft) and PostgreSQL server; print how to use them."""
+    from lakesync.deploy.embedded_stack import EmbeddedStack
+
+    stack = EmbeddedStack.at(home)
+    stack.up()
+    get_logger("lakesync.up").info("embedded services ready", **stack.status())
+    typer.echo(f"export LAKESYNC_CONFIG={stack.config_file}")
+
+
+@app.command()
+def down(home: HomeOption = Path(".lakesync/embedded")) -> None:
+    """Stop the embedded servers started by `lakesync up` (their data is kept)."""
+    from lakesync.deploy.embedded_stack import EmbeddedStack
+
+    stack = EmbeddedStack.at(home)
+    stack.down()
+    get_logger("lakesync.down").info("embedded services stopped", home=str(stack.home))
+
+
+@app.command()
+def status(home: HomeOption = Path(".lakesync/embedded")) -> None:
+    """Show whether the embedded servers are running and where their config file is."""
+    from lakesync.deploy.embedded_stack import EmbeddedStack
+
+    typer.echo(json.dumps(EmbeddedStack.at(home).status(), indent=2))
+
+
+@app.command("check-config")
+def check_config() -> None:
+    """Validate the configuration and print it with secrets masked."""
+    loaded = settings()
+    typer.echo(loaded.model_dump_json(indent=2))
+
+
+def _resolve_format(loaded: LakesyncSettings) -> LogFormat:
+    return _Globals.log_format if _Globals.log_format != "auto" else loaded.log_format
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    typer.echo(f"lakesync: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point: turn lakesync's own errors into one line and an exit code."""
+    try:
+        result = app(standalone_mode=False)
+    except ConfigError as exc:
+        typer.echo(f"lakesync: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except LakesyncError as exc:
+        typer.echo(f"lakesync: error: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(EXIT_CONFIG)
+        raise
+    # Without standalone mode click returns typer.Exit's code instead of exiting.
+    sys.exit(result if isinstance(result, int) else 0)

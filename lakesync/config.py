@@ -1,0 +1,310 @@
+"""The one typed configuration of lakesync: a TOML file plus `LAKESYNC_*` environment overrides.
+
+Precedence (highest first): explicit overrides in code, environment variables, the TOML file,
+defaults. Nested keys use `__` in the environment: `LAKESYNC_POSTGRES__PORT=5433` sets
+`postgres.port`. A bad value fails at start-up with `ConfigError` naming the key; passwords are
+`SecretStr` and only revealed when a client is built.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from lakesync.errors import ConfigError
+
+CONFIG_ENV_VAR = "LAKESYNC_CONFIG"
+DEFAULT_CONFIG_FILE = Path("lakesync.toml")
+
+# Kafka topic names: the broker's own rule (legal characters, at most 249 of them).
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def default_cache_dir() -> Path:
+    """Where setup puts the Maven-fetched jars; shared by every checkout on the machine."""
+    return Path(os.environ.get("LAKESYNC_CACHE_DIR", Path.home() / ".cache" / "lakesync"))
+
+
+class _Section(BaseModel):
+    # Frozen so a running service cannot drift from what it validated; unknown keys are typos.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    """Brokers, security and topic defaults; security keys pass through to librdkafka."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    # Any other librdkafka property, e.g. {"client.dns.lookup" = "use_all_dns_ips"}.
+    client_properties: dict[str, str] = Field(default_factory=dict)
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    dead_letter_topic: str = "lakesync.dead-letter"
+
+    @field_validator("dead_letter_topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value):
+            raise ValueError("must be 1-249 characters of [A-Za-z0-9._-]")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
+            raise ValueError("sasl_mechanism is required when security_protocol is SASL_*")
+        return self
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka properties shared by producers, consumers and admin clients (secrets revealed)."""
+        config: dict[str, str] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": _reveal(self.sasl_password),
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": _reveal(self.ssl_key_password),
+        }
+        config.update({key: str(value) for key, value in optional.items() if value is not None})
+        config.update(self.client_properties)
+        return config
+
+
+class PostgresSettings(_Section):
+    """Target database, its TLS mode and the consumer's connection pool."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, ge=1, le=65535)
+    dbname: str = "lakesync"
+    user: str = "lakesync"
+    password: SecretStr | None = None
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    sslrootcert: Path | None = None
+    connect_timeout_s: int = Field(default=10, ge=1)
+    application_name: str = "lakesync"
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=4, ge=1)
+    pool_max_lifetime_s: float = Field(default=3600.0, gt=0)
+    pool_timeout_s: float = Field(default=30.0, gt=0)
+    # Upper bound on concurrent JDBC connections Spark opens for partitioned reads and COPY.
+    max_spark_connections: int = Field(default=4, ge=1)
+    jdbc_fetch_size: int = Field(default=10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> PostgresSettings:
+        if self.pool_max_size < self.pool_min_size:
+            raise ValueError("pool_max_size must be greater or equal than pool_min_size")
+        return self
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for psycopg.connect / ConnectionPool(kwargs=...) (secrets revealed)."""
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.dbname,
+            "user": self.user,
+            "sslmode": self.sslmode,
+            "connect_timeout": self.connect_timeout_s,
+            "application_name": self.application_name,
+        }
+        if self.password is not None:
+            kwargs["password"] = self.password.get_secret_value()
+        if self.sslrootcert is not None:
+            kwargs["sslrootcert"] = str(self.sslrootcert)
+        return kwargs
+
+    def jdbc_url(self) -> str:
+        return f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}"
+
+    def jdbc_properties(self) -> dict[str, str]:
+        """Spark JDBC options: driver, credentials, TLS and a non-zero fetch size.
+
+        pgJDBC reads the whole result set into memory unless fetchsize > 0 (and autocommit off,
+        which Spark's JDBC reader arranges), so the fetch size is always set.
+        """
+        props = {
+            "driver": "org.postgresql.Driver",
+            "user": self.user,
+            "sslmode": self.sslmode,
+            "fetchsize": str(self.jdbc_fetch_size),
+            "ApplicationName": self.application_name,
+            "connectTimeout": str(self.connect_timeout_s),
+        }
+        if self.password is not None:
+            props["password"] = self.password.get_secret_value()
+        if self.sslrootcert is not None:
+            props["sslrootcert"] = str(self.sslrootcert)
+        return props
+
+
+class SparkSettings(_Section):
+    """Spark session settings. Unset numbers are derived from the machine (connectors/spark.py)."""
+
+    master: str | None = None
+    app_name: str = "lakesync"
+    jars_dir: Path = Field(default_factory=lambda: default_cache_dir() / "jars" / "spark")
+    shuffle_partitions: int | None = Field(default=None, ge=1)
+    default_parallelism: int | None = Field(default=None, ge=1)
+    driver_memory: str = "2g"
+    ui_enabled: bool = True
+    log_level: str = "WARN"
+    # Raw spark.* settings; these win over everything lakesync derives.
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class TableMapping(_Section):
+    """One Delta source table kept in step with one PostgreSQL target table."""
+
+    name: str
+    source_path: str | None = None
+    source_table: str | None = None
+    target_schema: str = "public"
+    target_table: str
+    key_columns: list[str] = Field(min_length=1)
+    topic: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _simple_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError("must start with a letter or _ and hold only letters, digits and _")
+        return value
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_name(cls, value: str | None) -> str | None:
+        if value is not None and not _TOPIC_RE.match(value):
+            raise ValueError("must be 1-249 characters of [A-Za-z0-9._-]")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TableMapping:
+        if (self.source_path is None) == (self.source_table is None):
+            raise ValueError("set exactly one of source_path or source_table")
+        return self
+
+    @property
+    def topic_name(self) -> str:
+        return self.topic or f"lakesync.{self.name}"
+
+
+class LakesyncSettings(BaseSettings):
+    """Everything a lakesync process needs; load it with `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAKESYNC_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    tables: list[TableMapping] = Field(default_factory=list)
+    # Checkpoints and state snapshots of the streaming job live under this directory.
+    state_dir: Path = Path(".lakesync/state")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _unique_table_names(self) -> LakesyncSettings:
+        names = [table.name for table in self.tables]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"table names must be unique; repeated: {', '.join(duplicated)}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file comes from model_config["toml_file"], set per load by load_settings.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def table(self, name: str) -> TableMapping:
+        """The mapping called `name`, or ConfigError listing the known ones."""
+        for table in self.tables:
+            if table.name == name:
+                return table
+        known = ", ".join(t.name for t in self.tables) or "none configured"
+        raise ConfigError(f"tables: no table named {name!r} (known: {known})")
+
+
+def resolve_config_path(path: Path | None) -> Path | None:
+    """The file to read: the argument, else $LAKESYNC_CONFIG, else ./lakesync.toml if present."""
+    if path is not None:
+        return path
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> LakesyncSettings:
+    """Read and validate the configuration, or raise ConfigError naming the first bad key."""
+    config_path = resolve_config_path(path)
+    if config_path is not None and not config_path.is_file():
+        raise ConfigError(f"config file {config_path} does not exist")
+
+    class _FromFile(LakesyncSettings):
+        model_config = SettingsConfigDict(toml_file=config_path)
+
+    try:
+        return _FromFile(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, config_path)) from None
+    except ValueError as exc:  # a malformed TOML file surfaces as tomllib.TOMLDecodeError
+        raise ConfigError(f"config file {config_path}: {exc}") from None
+
+
+def describe_validation_error(exc: ValidationError, config_path: Path | None) -> str:
+    """One line per bad key, e.g. `postgres.port: Input should be a valid integer`.
+
+    Input values are left out on purpose: the bad value may be a password.
+    """
+    origin = f" (in {config_path} or LAKESYNC_* environment)" if config_path else ""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"{key}: {error['msg']}")
+    return "invalid configuration" + origin + ": " + "; ".join(lines)
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()

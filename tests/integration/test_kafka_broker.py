@@ -1,0 +1,51 @@
+"""The embedded Kafka broker is a real broker: topics, partitions, produce and consume."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from lakesync.config import LakesyncSettings
+
+pytestmark = pytest.mark.integration
+
+
+def test_produce_consume_round_trip_keeps_keys_on_one_partition(
+    settings: LakesyncSettings, unique_name: str
+) -> None:
+    """Every message comes back, and all messages of one key land on the same partition."""
+    client = settings.kafka.client_config()
+    admin = AdminClient(client)
+    admin.create_topics([NewTopic(unique_name, num_partitions=3, replication_factor=1)])[unique_name].result(30)
+    assert len(admin.list_topics(unique_name, timeout=10).topics[unique_name].partitions) == 3
+
+    producer = Producer({**client, "enable.idempotence": True, "acks": "all"})
+    sent = [(f"key-{i % 7}", f"value-{i}") for i in range(70)]
+    for key, value in sent:
+        producer.produce(unique_name, key=key, value=value)
+    assert producer.flush(30) == 0
+
+    consumer = Consumer(
+        {**client, "group.id": unique_name, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    )
+    consumer.subscribe([unique_name])
+    received = []
+    try:
+        while len(received) < len(sent):
+            message = consumer.poll(10)
+            assert message is not None, f"only {len(received)} of {len(sent)} messages came back"
+            assert message.error() is None, message.error()
+            received.append(message)
+    finally:
+        consumer.close()
+
+    assert sorted(m.value().decode() for m in received) == sorted(v for _, v in sent)
+    partitions_of_key: dict[str, set[int]] = defaultdict(set)
+    for message in received:
+        partitions_of_key[message.key().decode()].add(message.partition())
+    assert all(len(parts) == 1 for parts in partitions_of_key.values()), partitions_of_key
+    # Seven keys over three partitions: more than one partition is really in use.
+    assert len({p for parts in partitions_of_key.values() for p in parts}) > 1

@@ -1,0 +1,128 @@
+"""Configuration: typed, validated, file plus environment, secrets kept secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakesync.config import load_settings
+from lakesync.errors import ConfigError
+
+TABLE = {"name": "people", "source_path": "/lake/people", "target_table": "people", "key_columns": ["id"]}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lakesync.toml"
+    path.write_text(text)
+    return path
+
+
+def test_file_values_are_read_and_environment_overrides_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file sets postgres.port; LAKESYNC_POSTGRES__PORT wins over it."""
+    path = write(tmp_path, '[postgres]\nport = 6000\nhost = "db"\n')
+    monkeypatch.setenv("LAKESYNC_POSTGRES__PORT", "7000")
+    loaded = load_settings(path)
+    assert loaded.postgres.port == 7000
+    assert loaded.postgres.host == "db"
+
+
+def test_tables_are_read_from_array_of_tables(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[tables]]\nname = "people"\nsource_path = "/lake/people"\n'
+        'target_table = "people"\nkey_columns = ["id"]\n',
+    )
+    table = load_settings(path).table("people")
+    assert table.key_columns == ["id"]
+    assert table.topic_name == "lakesync.people"
+    assert table.target_schema == "public"
+
+
+def test_bad_value_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"postgres\.port: Input should be a valid integer"):
+        load_settings(write(tmp_path, '[postgres]\nport = "five"\n'))
+
+
+def test_unknown_key_is_a_typo_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.bootstrap_server: Extra inputs are not permitted"):
+        load_settings(write(tmp_path, '[kafka]\nbootstrap_server = "x"\n'))
+
+
+def test_error_never_shows_a_secret_value(tmp_path: Path) -> None:
+    """Values are left out of errors, since the bad value might be the password."""
+    path = write(tmp_path, '[postgres]\npassword = ["hunter2"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert "postgres.password" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_secrets_are_masked_in_dumps_and_revealed_only_for_clients() -> None:
+    loaded = load_settings(None, postgres={"password": "hunter2"}, kafka={
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": "svc", "sasl_password": "s3cret",
+    })
+    dumped = loaded.model_dump_json() + repr(loaded)
+    assert "hunter2" not in dumped and "s3cret" not in dumped
+    assert loaded.postgres.connection_kwargs()["password"] == "hunter2"
+    assert loaded.postgres.jdbc_properties()["password"] == "hunter2"
+    client = loaded.kafka.client_config()
+    assert client["sasl.password"] == "s3cret"
+    assert client["security.protocol"] == "SASL_SSL"
+
+
+def test_sasl_without_mechanism_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="sasl_mechanism is required"):
+        load_settings(None, kafka={"security_protocol": "SASL_SSL"})
+
+
+def test_tls_settings_pass_through(tmp_path: Path) -> None:
+    loaded = load_settings(None, postgres={"sslmode": "verify-full", "sslrootcert": str(tmp_path / "ca.pem")},
+                           kafka={"security_protocol": "SSL", "ssl_ca_location": str(tmp_path / "ca.pem")})
+    assert loaded.postgres.connection_kwargs()["sslmode"] == "verify-full"
+    assert loaded.postgres.jdbc_properties()["sslrootcert"] == str(tmp_path / "ca.pem")
+    assert loaded.kafka.client_config()["ssl.ca.location"] == str(tmp_path / "ca.pem")
+
+
+def test_bad_sslmode_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"postgres\.sslmode"):
+        load_settings(None, postgres={"sslmode": "sometimes"})
+
+
+def test_jdbc_fetch_size_is_always_positive() -> None:
+    """pgJDBC buffers whole results without a fetch size, so zero is refused."""
+    assert load_settings(None).postgres.jdbc_properties()["fetchsize"] == "10000"
+    with pytest.raises(ConfigError, match=r"postgres\.jdbc_fetch_size"):
+        load_settings(None, postgres={"jdbc_fetch_size": 0})
+
+
+def test_table_needs_exactly_one_source() -> None:
+    both = {**TABLE, "source_table": "main.people"}
+    with pytest.raises(ConfigError, match=r"tables\.0: Value error, set exactly one of source_path or source_table"):
+        load_settings(None, tables=[both])
+
+
+def test_duplicate_table_names_are_rejected() -> None:
+    with pytest.raises(ConfigError, match="repeated: people"):
+        load_settings(None, tables=[TABLE, TABLE])
+
+
+def test_unknown_table_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="known: people"):
+        load_settings(None, tables=[TABLE]).table("persons")
+
+
+def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_malformed_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="lakesync.toml"):
+        load_settings(write(tmp_path, "[kafka\n"))
+
+
+def test_pool_bounds_are_checked() -> None:
+    with pytest.raises(ConfigError, match="pool_max_size must be greater or equal than pool_min_size"):
+        load_settings(None, postgres={"pool_min_size": 5, "pool_max_size": 2})
