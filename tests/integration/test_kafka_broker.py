@@ -49,3 +49,19 @@ def test_produce_consume_round_trip_keeps_keys_on_one_partition(
     assert all(len(parts) == 1 for parts in partitions_of_key.values()), partitions_of_key
     # Seven keys over three partitions: more than one partition is really in use.
     assert len({p for parts in partitions_of_key.values() for p in parts}) > 1
+
+
+def test_ensure_topics_creates_compacted_topics_once(settings: LakesyncSettings, unique_name: str) -> None:
+    """Missing topics are created with the configured partitions and config; a rerun is a no-op."""
+    from confluent_kafka.admin import ConfigResource
+
+    from lakesync.connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics
+
+    assert ensure_topics(settings.kafka, [unique_name], config=CHANGE_TOPIC_CONFIG) == [unique_name]
+    assert ensure_topics(settings.kafka, [unique_name], config=CHANGE_TOPIC_CONFIG) == []
+    admin = AdminClient(settings.kafka.client_config())
+    topic = admin.list_topics(unique_name, timeout=10).topics[unique_name]
+    assert len(topic.partitions) == settings.kafka.topic_partitions
+    resource = ConfigResource(ConfigResource.Type.TOPIC, unique_name)
+    configs = admin.describe_configs([resource])[resource].result(10)
+    assert configs["cleanup.policy"].value == "compact"

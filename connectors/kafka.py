@@ -1,0 +1,78 @@
+"""Thin Kafka plumbing: client configs for each role and idempotent topic creation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from lakesync.config import KafkaSettings
+from lakesync.errors import LakesyncError
+
+
+class TopicError(LakesyncError):
+    """A topic lakesync needs could not be created or described."""
+
+
+# Idempotent producer: a retried send never duplicates or reorders within a partition.
+PRODUCER_DEFAULTS = {
+    "acks": "all",
+    "enable.idempotence": "true",
+    "compression.type": "zstd",
+    "linger.ms": "20",
+    "batch.num.messages": "10000",
+    "queue.buffering.max.kbytes": "262144",
+    "message.timeout.ms": "120000",
+}
+
+# Compacted change topics keep the latest event per key; tombstones expire after a day.
+CHANGE_TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "delete.retention.ms": str(24 * 3600 * 1000),
+    "min.compaction.lag.ms": str(3600 * 1000),
+}
+
+DEAD_LETTER_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(14 * 24 * 3600 * 1000)}
+
+
+def producer_config(settings: KafkaSettings, **overrides: str) -> dict[str, str]:
+    return {**settings.client_config(), **PRODUCER_DEFAULTS, **overrides}
+
+
+def ensure_topics(
+    settings: KafkaSettings,
+    topics: Iterable[str],
+    *,
+    config: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the topics that do not exist yet (configured partitions); return the created ones."""
+    admin = AdminClient(settings.client_config())
+    wanted = set(topics)
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise TopicError(f"cannot list topics on {settings.bootstrap_servers}: {exc}") from exc
+    missing = sorted(wanted - existing)
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+                config=dict(config or {}),
+            )
+            for name in missing
+        ],
+        request_timeout=timeout_s,
+    )
+    for name, future in futures.items():
+        try:
+            future.result(timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # created concurrently: fine
+                raise TopicError(f"cannot create topic {name!r}: {exc}") from exc
+    return missing

@@ -1,0 +1,1 @@
+"""Consumer service: Kafka -> compact per key -> COPY + version-guarded merge -> PostgreSQL."""
