@@ -64,6 +64,14 @@ HEADER_VERSION = "lakesync-version"
 HEADER_KEY_TYPES = "lakesync-key-types"
 REPAIR_BATCH_ID = -1
 
+# Options under which Spark's to_json writes the value formats above (streaming/publisher).
+SPARK_JSON_OPTIONS = {
+    "ignoreNullFields": "false",
+    "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX",
+    "timestampNTZFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSS",
+    "dateFormat": "yyyy-MM-dd",
+}
+
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _INTEGERS = frozenset({"smallint", "integer", "bigint"})
 _FLOATS = frozenset({"real", "double precision"})

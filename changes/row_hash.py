@@ -25,6 +25,9 @@ Token of a value:
 | m   | map                     | key token + value token per entry, entries sorted by key token |
 | r   | struct                  | field tokens, in field order                                   |
 
+Inside arrays, maps and structs (stored as jsonb, whose numbers have no negative zero) a float
+-0.0 encodes as 0.0, since PostgreSQL cannot tell them apart there.
+
 Length prefixes make tokens prefix-free, so ("ab", "c") and ("a", "bc") differ, as do NULL and
 "", 1.5 at scale 1 and 1.50 at scale 2, and a timestamp in two zones that are the same instant
 do not. Both sides of a comparison must first be cast to the same target-mapped schema (the
@@ -71,10 +74,12 @@ def hash_text(encoded: str) -> int:
     return unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned
 
 
-def token(value: Any, data_type: T.DataType) -> str:
+def token(value: Any, data_type: T.DataType, *, nested: bool = False) -> str:
     """The canonical token of one value (see the module docstring for the grammar)."""
     if value is None:
         return NULL_TOKEN
+    if nested and isinstance(data_type, (T.FloatType, T.DoubleType)):
+        value = float(value) + 0.0  # jsonb has no negative zero: -0.0 + 0.0 == +0.0
     tag, payload = _tag_and_payload(value, data_type)
     return f"{tag}{len(payload.encode())}:{payload}"
 
@@ -120,17 +125,20 @@ def _tag_and_payload(value: Any, data_type: T.DataType) -> tuple[str, str]:
 
 def _nested_tag_and_payload(value: Any, data_type: T.DataType) -> tuple[str, str]:
     if isinstance(data_type, T.ArrayType):
-        return "a", "".join(token(v, data_type.elementType) for v in value)
+        return "a", "".join(token(v, data_type.elementType, nested=True) for v in value)
     if isinstance(data_type, T.MapType):
         entries = sorted(
-            token(k, data_type.keyType) + token(v, data_type.valueType) for k, v in value.items()
+            token(k, data_type.keyType, nested=True) + token(v, data_type.valueType, nested=True)
+            for k, v in value.items()
         )
         return "m", "".join(entries)
     if isinstance(data_type, T.StructType):
         fields = value if isinstance(value, Mapping) else value.asDict() if hasattr(value, "asDict") else None
         if fields is None:
-            return "r", "".join(token(v, f.dataType) for v, f in zip(value, data_type.fields, strict=True))
-        return "r", "".join(token(fields.get(f.name), f.dataType) for f in data_type.fields)
+            values = list(value)
+        else:
+            values = [fields.get(f.name) for f in data_type.fields]
+        return "r", "".join(token(v, f.dataType, nested=True) for v, f in zip(values, data_type.fields, strict=True))
     raise TypeError(f"no canonical encoding for {data_type.simpleString()}")
 
 
@@ -148,15 +156,19 @@ def row_hash_column(schema: T.StructType, columns: Sequence[Column] | None = Non
     """Spark expression computing `row_hash` for the columns of `schema` (by name by default)."""
     from pyspark.sql import functions as F
 
-    cols = columns if columns is not None else [F.col(_quoted(f.name)) for f in schema.fields]
+    from lakesync.connectors.spark import column
+
+    cols = columns if columns is not None else [column(f.name) for f in schema.fields]
     tokens = [token_column(c, f.dataType) for c, f in zip(cols, schema.fields, strict=True)]
     return F.xxhash64(F.concat(*tokens) if tokens else F.lit(""))
 
 
-def token_column(column: Column, data_type: T.DataType) -> Column:
+def token_column(column: Column, data_type: T.DataType, *, nested: bool = False) -> Column:
     """Spark expression for `token` of one column."""
     from pyspark.sql import functions as F
 
+    if nested and isinstance(data_type, (T.FloatType, T.DoubleType)):
+        column = F.when(column == 0.0, F.lit(0.0).cast(data_type)).otherwise(column)  # -0.0 == 0.0
     tag, payload = _spark_tag_and_payload(column, data_type)
     framed = F.concat(F.lit(tag), F.octet_length(payload).cast("string"), F.lit(":"), payload)
     return F.when(column.isNull(), F.lit(NULL_TOKEN)).otherwise(framed)
@@ -190,19 +202,17 @@ def _spark_nested(c: Column, data_type: T.DataType) -> tuple[str, Column]:
 
     if isinstance(data_type, T.ArrayType):
         element = data_type.elementType
-        return "a", F.array_join(F.transform(c, lambda x: token_column(x, element)), "")
+        return "a", F.array_join(F.transform(c, lambda x: token_column(x, element, nested=True)), "")
     if isinstance(data_type, T.MapType):
         key_type, value_type = data_type.keyType, data_type.valueType
         entries = F.transform(
             F.map_entries(c),
-            lambda e: F.concat(token_column(e["key"], key_type), token_column(e["value"], value_type)),
+            lambda e: F.concat(
+                token_column(e["key"], key_type, nested=True), token_column(e["value"], value_type, nested=True)
+            ),
         )
         return "m", F.array_join(F.array_sort(entries), "")
     if isinstance(data_type, T.StructType):
-        fields = [token_column(c[f.name], f.dataType) for f in data_type.fields]
+        fields = [token_column(c[f.name], f.dataType, nested=True) for f in data_type.fields]
         return "r", F.concat(*fields) if fields else F.lit("")
     raise TypeError(f"no canonical encoding for {data_type.simpleString()}")
-
-
-def _quoted(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"

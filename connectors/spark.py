@@ -9,6 +9,7 @@ Jars come from the directory setup filled with Maven (`spark.jars`); nothing is 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from lakesync.config import SparkSettings
 from lakesync.errors import SetupError
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import Column, SparkSession
 
 # Jars that must be in jars_dir for lakesync to work; setup (deploy/setup.sh) puts them there.
 REQUIRED_JAR_PREFIXES = ("delta-spark_", "delta-storage-", "postgresql-")
@@ -49,8 +50,9 @@ def derived_conf(settings: SparkSettings, cores: int | None = None) -> dict[str,
     # Two tasks per core keeps both cores busy through skew without the per-task overhead
     # of Spark's default 200 shuffle partitions, which dominates on small machines.
     parallelism = settings.default_parallelism or 2 * cores
+    master = settings.master or f"local[{cores}]"
     conf = {
-        "spark.master": settings.master or f"local[{cores}]",
+        "spark.master": master,
         "spark.app.name": settings.app_name,
         "spark.jars": ",".join(str(j) for j in spark_jars(settings.jars_dir)),
         "spark.driver.memory": settings.driver_memory,
@@ -67,7 +69,13 @@ def derived_conf(settings: SparkSettings, cores: int | None = None) -> dict[str,
         "spark.ui.enabled": str(settings.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        # Delta rebuilds a table's snapshot from its log with this many tasks (default 50); the
+        # streaming job touches several small tables per batch, where 50 tiny tasks cost seconds.
+        "spark.databricks.delta.snapshotPartitions": str(max(1, cores)),
     }
+    if master.startswith("local"):
+        # Python workers must run this interpreter (the venv with lakesync), not `python3` on PATH.
+        conf["spark.pyspark.python"] = sys.executable
     conf.update(settings.conf)
     return conf
 
@@ -76,9 +84,20 @@ def build_spark_session(settings: SparkSettings) -> SparkSession:
     """Create (or return the already running) SparkSession with lakesync's configuration."""
     from pyspark.sql import SparkSession
 
+    conf = derived_conf(settings)
+    if "spark.pyspark.python" in conf:
+        # In-process (local) sessions read the worker interpreter from the environment only.
+        os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
     builder = SparkSession.builder
-    for key, value in derived_conf(settings).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(settings.log_level)
     return session
+
+
+def column(name: str) -> Column:
+    """A column by its exact name: dots and backticks in names are not parsed as paths."""
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")

@@ -122,7 +122,8 @@ class KafkaBroker:
     def _format_storage(self) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         command = self._java_command(
-            STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(self._config_file), "--ignore-formatted"
+            # `=` form: a base64url id may start with "-", which argparse would take for an option.
+            STORAGE_TOOL, "format", f"--cluster-id={cluster_id}", "-c", str(self._config_file), "--ignore-formatted"
         )
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:

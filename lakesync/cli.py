@@ -94,6 +94,35 @@ def status(home: HomeOption = Path(".lakesync/embedded")) -> None:
     typer.echo(json.dumps(EmbeddedStack.at(home).status(), indent=2))
 
 
+TableOption = Annotated[
+    list[str] | None,
+    typer.Option("--table", "-t", help="Only this table mapping (repeatable); default: all."),
+]
+
+
+def selected_tables(loaded: LakesyncSettings, names: list[str] | None) -> list:  # type: ignore[type-arg]
+    """The table mappings named on the command line (all when none), or ConfigError."""
+    if not names:
+        if not loaded.tables:
+            raise ConfigError("tables: no table mappings configured ([[tables]] in the config file)")
+        return list(loaded.tables)
+    return [loaded.table(name) for name in names]
+
+
+@app.command()
+def stream(
+    table: TableOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Publish everything committed so far, then exit.")] = False,
+) -> None:
+    """Run the streaming job: Delta change data feed -> hash diff -> Kafka, until SIGTERM."""
+    from lakesync.streaming.publisher.job import StreamJob
+
+    loaded = settings()
+    job = StreamJob(loaded, selected_tables(loaded, table), once=once)
+    job.install_signal_handlers()
+    job.run()
+
+
 @app.command("check-config")
 def check_config() -> None:
     """Validate the configuration and print it with secrets masked."""

@@ -182,6 +182,42 @@ class SparkSettings(_Section):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+class ColumnMapping(_Section):
+    """One target column: a renamed source column or a SQL expression, optionally cast.
+
+    Expressions are Spark SQL over the source columns and the lookups' columns (`<lookup>.<col>`).
+    A cast that fails for a row quarantines that row to the dead-letter topic (never a silent null).
+    """
+
+    name: str
+    source: str | None = None
+    expr: str | None = None
+    cast: str | None = None
+
+    @model_validator(mode="after")
+    def _source_or_expr(self) -> ColumnMapping:
+        if self.source is not None and self.expr is not None:
+            raise ValueError(f"column {self.name!r}: set source or expr, not both")
+        return self
+
+
+class LookupTable(_Section):
+    """A small reference table joined by broadcast (e.g. state code -> state name)."""
+
+    name: str
+    path: str
+    format: Literal["csv", "parquet", "delta", "json"] = "csv"
+    # source column -> lookup column; a left join, so rows without a match keep nulls.
+    on: dict[str, str] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _simple_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError("must start with a letter or _ and hold only letters, digits and _")
+        return value
+
+
 class TableMapping(_Section):
     """One Delta source table kept in step with one PostgreSQL target table."""
 
@@ -190,8 +226,16 @@ class TableMapping(_Section):
     source_table: str | None = None
     target_schema: str = "public"
     target_table: str
+    # Target column names (after mapping) that identify a row.
     key_columns: list[str] = Field(min_length=1)
     topic: str | None = None
+    # Empty: every source column passes through unchanged (new source columns too).
+    columns: list[ColumnMapping] = Field(default_factory=list)
+    lookups: list[LookupTable] = Field(default_factory=list)
+    # Delta version to start the change feed at; unset: the first batch is the table's snapshot.
+    starting_version: int | None = Field(default=None, ge=0)
+    max_files_per_trigger: int | None = Field(default=None, ge=1)
+    max_bytes_per_trigger: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -213,9 +257,39 @@ class TableMapping(_Section):
             raise ValueError("set exactly one of source_path or source_table")
         return self
 
+    @model_validator(mode="after")
+    def _keys_are_target_columns(self) -> TableMapping:
+        if self.columns:
+            names = [c.name for c in self.columns]
+            missing = [k for k in self.key_columns if k not in names]
+            if missing:
+                raise ValueError(f"key_columns {missing} are not among the mapped columns {names}")
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"mapped column names repeat: {repeated}")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The Delta table as written in the config (path or catalog name)."""
+        return self.source_path or self.source_table or ""
+
     @property
     def topic_name(self) -> str:
         return self.topic or f"lakesync.{self.name}"
+
+
+class StreamSettings(_Section):
+    """The streaming job (`lakesync stream`)."""
+
+    # How often a micro-batch starts when changes are waiting.
+    trigger_interval_s: float = Field(default=2.0, gt=0)
+    # Fold the state snapshot's change log into its base every this many published batches.
+    snapshot_compact_every: int = Field(default=20, ge=1)
+    # SIGTERM waits this long for the running batch to finish before stopping it.
+    shutdown_timeout_s: float = Field(default=60.0, gt=0)
+    # HTTP port for /healthz, /readyz and /metrics (0: disabled).
+    http_port: int = Field(default=0, ge=0, le=65535)
 
 
 class LakesyncSettings(BaseSettings):
@@ -231,6 +305,7 @@ class LakesyncSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
     tables: list[TableMapping] = Field(default_factory=list)
     # Checkpoints and state snapshots of the streaming job live under this directory.
     state_dir: Path = Path(".lakesync/state")

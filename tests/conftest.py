@@ -58,7 +58,7 @@ def embedded_stack(scratch_root: Path) -> Iterator[EmbeddedStack]:
         stack.down()
 
 
-def settings_for(stack: EmbeddedStack, state_dir: Path, **overrides: Any) -> LakesyncSettings:
+def _settings_for(stack: EmbeddedStack, state_dir: Path, **overrides: Any) -> LakesyncSettings:
     """Settings pointing at the test stack, with a small Spark and no UI."""
     base: dict[str, Any] = {
         **stack.settings_overrides(),
@@ -71,7 +71,18 @@ def settings_for(stack: EmbeddedStack, state_dir: Path, **overrides: Any) -> Lak
 
 @pytest.fixture(scope="session")
 def settings(embedded_stack: EmbeddedStack, scratch_root: Path) -> LakesyncSettings:
-    return settings_for(embedded_stack, scratch_root / "state")
+    return _settings_for(embedded_stack, scratch_root / "state")
+
+
+@pytest.fixture
+def make_settings(embedded_stack: EmbeddedStack, tmp_path: Path) -> Any:
+    """Factory: settings for the test stack with a fresh state_dir and the given overrides."""
+
+    def make(**overrides: Any) -> LakesyncSettings:
+        overrides.setdefault("state_dir", tmp_path / "state")
+        return _settings_for(embedded_stack, overrides.pop("state_dir"), **overrides)
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,11 @@ def test_hash_is_spark_xxhash64_of_the_text() -> None:
 @pytest.mark.parametrize("value", [0, 1, -1, 2**63 - 1, -(2**63)])
 def test_integers_round_trip_textually(value: int) -> None:
     assert token(value, L) == f"i{len(str(value))}:{value}"
+
+
+def test_negative_zero_is_kept_at_top_level_but_not_inside_json() -> None:
+    """float8 keeps -0.0; jsonb numbers cannot, so nested -0.0 encodes like 0.0."""
+    d = T.DoubleType()
+    assert token(-0.0, d) != token(0.0, d)
+    assert token([-0.0], T.ArrayType(d)) == token([0.0], T.ArrayType(d))
+    assert token({"a": -0.0}, T.MapType(S, d)) == token({"a": 0.0}, T.MapType(S, d))

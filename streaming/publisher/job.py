@@ -1,0 +1,192 @@
+"""`lakesync stream`: one Spark application, one streaming query per table mapping.
+
+Each table's query reads its change data feed, and its foreachBatch publishes the batch's real
+changes (micro_batch.py). Checkpoints, the state snapshot and the recorded schema live in
+`<state_dir>/<table>/`. The job:
+
+- fails at start-up on anything it can check early (CDF off, unsupported types, schema drift);
+- restarts a table's query by itself when its source grew a column (Delta stops the stream on
+  any schema change; additive ones are carried), and stops with guidance on other changes;
+- on SIGTERM/SIGINT lets running batches finish (up to `stream.shutdown_timeout_s`), then
+  stops the queries; a SIGKILL at any point resumes from the checkpoint on restart.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from lakesync.changes.type_mapping import target_columns
+from lakesync.config import LakesyncSettings, TableMapping
+from lakesync.connectors.kafka import (
+    CHANGE_TOPIC_CONFIG,
+    DEAD_LETTER_TOPIC_CONFIG,
+    ensure_topics,
+    producer_config,
+)
+from lakesync.connectors.spark import build_spark_session
+from lakesync.errors import LakesyncError
+from lakesync.logs import correlation, get_logger
+from lakesync.streaming.publisher import source
+from lakesync.streaming.publisher.kafka_sink import PartitionPublisher
+from lakesync.streaming.publisher.mapping import CompiledMapping, compile_mapping
+from lakesync.streaming.publisher.micro_batch import BatchReport, TablePipeline
+from lakesync.streaming.publisher.schema_guard import SchemaRecord, compare, refusal
+from lakesync.streaming.publisher.state_snapshot import StateSnapshot
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+log = get_logger(__name__)
+
+
+class StreamFailed(LakesyncError):
+    """A table's streaming query stopped with an error that is not a schema change."""
+
+
+def table_state_dir(settings: LakesyncSettings, table: TableMapping) -> Path:
+    return Path(settings.state_dir).absolute() / table.name
+
+
+@dataclass
+class StreamJob:
+    settings: LakesyncSettings
+    tables: Sequence[TableMapping]
+    # availableNow: process everything committed so far, then stop (backfills, tests).
+    once: bool = False
+    on_report: list[Callable[[BatchReport], None]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _queries: dict[str, StreamingQuery] = field(default_factory=dict)
+
+    def run(self, spark: SparkSession | None = None) -> None:
+        """Run until stopped (or, with once=True, until every table is caught up)."""
+        spark = spark or build_spark_session(self.settings.spark)
+        self._ensure_topics()
+        for table in self.tables:
+            self._queries[table.name] = self._start(spark, table)
+        self._supervise(spark)
+
+    def request_stop(self, *_: Any) -> None:
+        """Signal handler / API: finish the running batches, then stop."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("stop requested", signal=signal.Signals(signum).name)
+        self._stop.set()
+
+    def _ensure_topics(self) -> None:
+        kafka = self.settings.kafka
+        ensure_topics(kafka, [t.topic_name for t in self.tables], config=CHANGE_TOPIC_CONFIG)
+        ensure_topics(kafka, [kafka.dead_letter_topic], config=DEAD_LETTER_TOPIC_CONFIG)
+
+    def _start(self, spark: SparkSession, table: TableMapping) -> StreamingQuery:
+        with correlation(table=table.name):
+            source.require_change_feed(spark, table)
+            state = table_state_dir(self.settings, table)
+            self._check_schema(spark, table, state)
+            feed = source.change_feed(spark, table)
+            compiled = compile_mapping(spark, table)
+            target_schema = CompiledMapping.target_schema(compiled.apply(feed))
+            target_columns(target_schema)  # unsupported types fail here, naming the column
+            snapshot = StateSnapshot(spark, state / "snapshot")
+            if not snapshot.exists():
+                snapshot.seed(self.settings.postgres, table, target_schema)
+            pipeline = TablePipeline(
+                table=table,
+                compiled=compiled,
+                target_schema=target_schema,
+                snapshot=snapshot,
+                publisher=self._publisher(table, target_schema),
+                compact_every=self.settings.stream.snapshot_compact_every,
+                on_report=self.on_report,
+            )
+            writer = (
+                feed.writeStream.foreachBatch(pipeline)
+                .queryName(f"lakesync-{table.name}")
+                .option("checkpointLocation", str(state / "checkpoint"))
+            )
+            writer = (
+                writer.trigger(availableNow=True)
+                if self.once
+                else writer.trigger(processingTime=f"{self.settings.stream.trigger_interval_s} seconds")
+            )
+            query = writer.start()
+            log.info("stream started", source=table.source, topic=table.topic_name, query_id=str(query.id))
+            return query
+
+    def _publisher(self, table: TableMapping, target_schema: Any) -> PartitionPublisher:
+        types = {c.name: c.pg_type for c in target_columns(target_schema)}
+        return PartitionPublisher(
+            producer_config=producer_config(self.settings.kafka),
+            topic=table.topic_name,
+            dead_letter_topic=self.settings.kafka.dead_letter_topic,
+            table=table.name,
+            key_types=[types[k] for k in table.key_columns],
+        )
+
+    def _check_schema(self, spark: SparkSession, table: TableMapping, state: Path) -> bool:
+        """Record the source schema; True if it grew. Non-additive changes raise SchemaChangeError."""
+        record = SchemaRecord(state / "source_schema.json")
+        current = source.current_schema(spark, table)
+        recorded = record.load()
+        if recorded is None:
+            record.save(current)
+            return False
+        change = compare(recorded, current)
+        if change.unchanged:
+            return False
+        if not change.additive:
+            raise refusal(table.name, change)
+        log.warning("source schema grew; carrying the new columns", change=change.describe())
+        record.save(current)
+        return True
+
+    def _supervise(self, spark: SparkSession) -> None:
+        by_name = {t.name: t for t in self.tables}
+        while self._queries:
+            if self._stop.is_set():
+                self._stop_gracefully()
+                return
+            for name, query in list(self._queries.items()):
+                if query.isActive:
+                    continue
+                del self._queries[name]
+                self._handle_end(spark, by_name[name], query)
+            time.sleep(0.2)
+
+    def _handle_end(self, spark: SparkSession, table: TableMapping, query: StreamingQuery) -> None:
+        """A query ended: done (once), restart after a carried schema change, or fail."""
+        error = query.exception()
+        if error is None:
+            log.info("stream finished", table=table.name)
+            return
+        if self._check_schema(spark, table, table_state_dir(self.settings, table)):
+            self._queries[table.name] = self._start(spark, table)
+            return
+        self._stop_gracefully()
+        raise StreamFailed(f"table {table.name!r}: streaming query failed: {_first_line(error)}") from None
+
+    def _stop_gracefully(self) -> None:
+        deadline = time.monotonic() + self.settings.stream.shutdown_timeout_s
+        for name, query in self._queries.items():
+            while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            query.stop()
+            log.info("stream stopped", table=name)
+        self._queries.clear()
+
+
+def _first_line(error: Any) -> str:
+    text = str(getattr(error, "desc", None) or error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__

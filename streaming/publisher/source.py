@@ -1,0 +1,70 @@
+"""The change data feed of one table mapping, as a Spark structured stream."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lakesync.config import TableMapping
+from lakesync.errors import LakesyncError
+from lakesync.streaming.publisher.mapping import FEED_METADATA
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+
+class SourceError(LakesyncError):
+    """A source table is missing or cannot be streamed (e.g. change data feed is off)."""
+
+
+def change_feed(spark: SparkSession, table: TableMapping) -> DataFrame:
+    """readChangeFeed stream with the mapping's start version and rate limits."""
+    reader = spark.readStream.format("delta").option("readChangeFeed", "true")
+    if table.starting_version is not None:
+        reader = reader.option("startingVersion", str(table.starting_version))
+    if table.max_files_per_trigger is not None:
+        reader = reader.option("maxFilesPerTrigger", str(table.max_files_per_trigger))
+    if table.max_bytes_per_trigger is not None:
+        reader = reader.option("maxBytesPerTrigger", table.max_bytes_per_trigger)
+    return reader.load(table.source_path) if table.source_path else reader.table(table.source)
+
+
+def require_change_feed(spark: SparkSession, table: TableMapping) -> None:
+    """Fail at start-up, naming the fix, when the table is missing or has CDF off."""
+    detail = _delta_table(spark, table).detail().select("properties").first()
+    properties = detail["properties"] if detail else {}
+    if str(properties.get("delta.enableChangeDataFeed", "false")).lower() != "true":
+        target = f"delta.`{table.source_path}`" if table.source_path else table.source
+        raise SourceError(
+            f"table {table.name!r}: change data feed is off on {table.source}; enable it with "
+            f"ALTER TABLE {target} SET TBLPROPERTIES (delta.enableChangeDataFeed = true) and start "
+            "the stream at a version after that commit (starting_version), or unset starting_version "
+            "to begin with a full snapshot"
+        )
+
+
+def latest_version(spark: SparkSession, table: TableMapping) -> int:
+    """The table's newest commit version (metadata only)."""
+    row = _delta_table(spark, table).history(1).select("version").first()
+    return int(row["version"]) if row else -1
+
+
+def current_schema(spark: SparkSession, table: TableMapping) -> StructType:
+    """The table's schema at its latest version, without the change feed's metadata columns."""
+    from pyspark.sql import types as T
+
+    reader = spark.read.format("delta")
+    frame = reader.load(table.source_path) if table.source_path else spark.read.table(table.source)
+    return T.StructType([f for f in frame.schema.fields if f.name not in FEED_METADATA])
+
+
+def _delta_table(spark: SparkSession, table: TableMapping):  # type: ignore[no-untyped-def]
+    from delta.tables import DeltaTable
+    from pyspark.errors import AnalysisException
+
+    try:
+        if table.source_path:
+            return DeltaTable.forPath(spark, table.source_path)
+        return DeltaTable.forName(spark, table.source)
+    except AnalysisException as exc:
+        raise SourceError(f"table {table.name!r}: no Delta table at {table.source} ({exc.getCondition()})") from None
