@@ -203,6 +203,8 @@ class ConsumerSettings(_Section):
     # keep it above the change topics' delete.retention.ms plus min.compaction.lag.ms.
     tombstone_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     tombstone_cleanup_interval_s: float = Field(default=600.0, gt=0)
+    # A member that stops heartbeating (killed) loses its partitions after this long.
+    session_timeout_s: float = Field(default=45.0, ge=6, le=300)
     # librdkafka's prefetch queue per consumer, in KiB: bounds memory together with the batch.
     fetch_queue_max_kbytes: int = Field(default=16 * 1024, ge=1024)
     # SIGTERM/SIGINT: how long to let the batch in flight finish before abandoning it (< 10 s).

@@ -71,6 +71,7 @@ def consumer_config(settings: LakesyncSettings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "queued.max.messages.kbytes": c.fetch_queue_max_kbytes,
         "fetch.wait.max.ms": 100,
+        "session.timeout.ms": int(c.session_timeout_s * 1000),
         "enable.partition.eof": False,
         "client.id": f"lakesync-consume-{socket.gethostname()}",
         **settings.kafka.client_config(),
@@ -171,7 +172,8 @@ class ConsumerService:
             self._pool.close(timeout=1.0)
         if self._http is not None:
             self._http.stop()
-        log.info("consumer stopped", shutdown_s=round(time.monotonic() - started, 2))
+        if self.started.is_set():  # a failed start-up says so in one line, from the CLI
+            log.info("consumer stopped", shutdown_s=round(time.monotonic() - started, 2))
 
     def _install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: FrameType | None) -> None:

@@ -59,7 +59,7 @@ def make_settings(settings: LakesyncSettings, name: str, *, group: str | None = 
     data["postgres"]["pool_timeout_s"] = 5.0
     data["tables"] = [{"name": name, "source_path": f"/lake/{name}", "target_table": name, "key_columns": ["id"]}]
     data["consumer"] = {"group_id": group or f"g-{name}", "batch_max_wait_s": 0.2, "retry_deadline_s": 120.0,
-                        "retry_max_backoff_s": 2.0, **consumer}
+                        "retry_max_backoff_s": 2.0, "session_timeout_s": 6.0, **consumer}
     return LakesyncSettings(**data)
 
 
