@@ -40,6 +40,7 @@ UPSERT_RANK, DELETE_RANK = 1, 0
 TRAILER = ("version", "commit_ts", "is_delete", "is_repair")
 
 Change = tuple[Any, ...]
+_loads = orjson.loads
 
 
 class Message(Protocol):
@@ -53,9 +54,13 @@ class Message(Protocol):
     def offset(self) -> int | None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Shape:
-    """The columns of staged rows: key columns first (mapping order), then the others."""
+    """The columns of staged rows: key columns first (mapping order), then the others.
+
+    Compared and hashed by identity (a decoder makes one per distinct column list), because
+    batches group millions of rows by shape and hashing the columns each time would show.
+    """
 
     columns: tuple[TargetColumn, ...]
     key_count: int
@@ -76,6 +81,7 @@ class TableDecoder:
         self.name = name
         self.key_columns = tuple(key_columns)
         self._key_of = _getter(self.key_columns)
+        self._key_count = len(self.key_columns)
         self._last_columns: list[Any] | None = None
         self._last_shape: tuple[Shape, Callable[[dict[str, Any]], tuple[Any, ...]]] | None = None
         self._shapes: dict[tuple[tuple[str, str], ...], tuple[Shape, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
@@ -86,24 +92,20 @@ class TableDecoder:
         if value is None:
             return self._tombstone(message)
         try:
-            body = orjson.loads(value)
+            body = _loads(value)
         except orjson.JSONDecodeError as exc:
             raise EnvelopeError(f"message value is not JSON: {exc}") from None
-        if type(body) is not dict or body.get("v") != ENVELOPE_VERSION:
-            version = body.get("v") if type(body) is dict else None
-            raise EnvelopeError(f"not a lakesync envelope v{ENVELOPE_VERSION} (v={version!r})")
         try:
+            envelope_version = body["v"]
             op = body["op"]
             version = body["version"]
             key_values = body["key"]
             columns = body["columns"]
             table = body["table"]
-        except KeyError as exc:
+        except (KeyError, TypeError, IndexError) as exc:
             raise EnvelopeError(f"malformed envelope: missing {exc}") from None
-        if table != self.name:
-            raise EnvelopeError(f"envelope of table {table!r} on the topic of table {self.name!r}")
-        if type(version) is not int:
-            raise EnvelopeError(f"envelope version field must be an integer, got {version!r}")
+        if envelope_version != ENVELOPE_VERSION or table != self.name or type(version) is not int:
+            raise self._header_error(envelope_version, table, version)
         key = self._key(key_values)
         repair = body.get("batch_id") == REPAIR_BATCH_ID
         commit_ts = body.get("commit_ts")
@@ -121,8 +123,15 @@ class TableDecoder:
             return (key, (version, DELETE_RANK), shape, (*key, version, commit_ts, True, repair), message)
         raise EnvelopeError(f"unknown op {op!r}")
 
+    def _header_error(self, envelope_version: Any, table: Any, version: Any) -> EnvelopeError:
+        if envelope_version != ENVELOPE_VERSION:
+            return EnvelopeError(f"unsupported envelope version {envelope_version!r} (this consumer reads {ENVELOPE_VERSION})")
+        if table != self.name:
+            return EnvelopeError(f"envelope of table {table!r} on the topic of table {self.name!r}")
+        return EnvelopeError(f"envelope version field must be an integer, got {version!r}")
+
     def _key(self, key_values: Any) -> tuple[Any, ...]:
-        if type(key_values) is not dict or len(key_values) != len(self.key_columns):
+        if type(key_values) is not dict or len(key_values) != self._key_count:
             raise _key_mismatch(self.name, key_values, self.key_columns)
         try:
             key = self._key_of(key_values)
