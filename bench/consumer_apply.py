@@ -56,6 +56,8 @@ START, END = "<!-- consumer-apply:start -->", "<!-- consumer-apply:end -->"
 TABLE = "orders"
 KEY = "o_orderkey"
 COMMIT_TS = "2026-01-01T00:00:00.000000Z"
+# The consumer's own defaults unless LAKESYNC_BENCH_CONSUMER (JSON) overrides some, for tuning runs.
+BENCH_CONSUMER: dict[str, Any] = json.loads(os.environ.get("LAKESYNC_BENCH_CONSUMER", "{}"))
 _ARROW_TYPES = {pa.int64(): "bigint", pa.int32(): "integer", pa.string(): "text", pa.date32(): "date"}
 
 
@@ -305,7 +307,7 @@ def _settings(stack: EmbeddedStack) -> LakesyncSettings:
     return LakesyncSettings(
         **overrides,
         tables=[{"name": TABLE, "source_path": f"tpch/{TABLE}", "target_table": TABLE, "key_columns": [KEY]}],
-        consumer={"group_id": "bench"},
+        consumer={"group_id": "bench", **BENCH_CONSUMER},
     )
 
 

@@ -206,7 +206,7 @@ class ConsumerSettings(_Section):
     # A member that stops heartbeating (killed) loses its partitions after this long.
     session_timeout_s: float = Field(default=45.0, ge=6, le=300)
     # librdkafka's prefetch queue per consumer, in KiB: bounds memory together with the batch.
-    fetch_queue_max_kbytes: int = Field(default=64 * 1024, ge=1024)
+    fetch_queue_max_kbytes: int = Field(default=32 * 1024, ge=1024)
     # SIGTERM/SIGINT: how long to let the batch in flight finish before abandoning it (< 10 s).
     shutdown_grace_s: float = Field(default=5.0, ge=0, le=8)
 

@@ -18,6 +18,7 @@ import gc
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -144,6 +145,9 @@ class ConsumerService:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
+        # The apply thread gives up the GIL at every network wait of its COPY; with the default
+        # 5 ms switch interval it then waits that long for the decoding thread each time.
+        sys.setswitchinterval(0.0005)
         self._consumer = Consumer(consumer_config(self.settings))
         self._consumer.subscribe(
             list(self.targets), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
