@@ -19,6 +19,7 @@ from lakesync.logs import LogFormat, configure_logging, get_logger
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
+EXIT_SCHEMA = 3  # consume: the target cannot take the envelopes without `lakesync rebuild`
 
 app = typer.Typer(
     name="lakesync",
@@ -128,6 +129,22 @@ def check_config() -> None:
     """Validate the configuration and print it with secrets masked."""
     loaded = settings()
     typer.echo(loaded.model_dump_json(indent=2))
+
+
+@app.command()
+def consume(
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Consume only this table (repeatable; default: all configured).")
+    ] = None,
+) -> None:
+    """Apply change events from Kafka to PostgreSQL (the consumer service; exit 3: schema needs a rebuild)."""
+    from lakesync.connectors.postgres_schema import SchemaMismatchError
+    from lakesync.streaming.consumer.service import ConsumerService
+
+    try:
+        ConsumerService(settings(), table or []).run()
+    except SchemaMismatchError as exc:
+        _fail(EXIT_SCHEMA, f"schema mismatch: {exc}")
 
 
 def _resolve_format(loaded: LakesyncSettings) -> LogFormat:

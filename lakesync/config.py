@@ -218,6 +218,41 @@ class LookupTable(_Section):
         return value
 
 
+class ConsumerSettings(_Section):
+    """`lakesync consume`: batching, retries, HTTP endpoints and PostgreSQL bookkeeping."""
+
+    group_id: str = "lakesync"
+    # A batch closes at whichever bound it reaches first; one batch = one PostgreSQL transaction.
+    batch_max_messages: int = Field(default=20_000, ge=1)
+    batch_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    batch_max_wait_s: float = Field(default=0.5, gt=0)
+    # Transient PostgreSQL/Kafka errors are retried with backoff until this deadline, then we stop.
+    retry_deadline_s: float = Field(default=300.0, gt=0)
+    retry_initial_backoff_s: float = Field(default=0.2, gt=0)
+    retry_max_backoff_s: float = Field(default=10.0, gt=0)
+    # /healthz, /readyz and /metrics; 0 = no HTTP server.
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=0, ge=0, le=65535)
+    auto_create_tables: bool = True
+    add_columns: bool = True
+    # Delete versions are kept this long so a late, stale upsert never resurrects a deleted row;
+    # keep it above the change topics' delete.retention.ms plus min.compaction.lag.ms.
+    tombstone_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    tombstone_cleanup_interval_s: float = Field(default=600.0, gt=0)
+    # A member that stops heartbeating (killed) loses its partitions after this long.
+    session_timeout_s: float = Field(default=45.0, ge=6, le=300)
+    # librdkafka's prefetch queue per consumer, in KiB: bounds memory together with the batch.
+    fetch_queue_max_kbytes: int = Field(default=32 * 1024, ge=1024)
+    # SIGTERM/SIGINT: how long to let the batch in flight finish before abandoning it (< 10 s).
+    shutdown_grace_s: float = Field(default=5.0, ge=0, le=8)
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> ConsumerSettings:
+        if self.retry_max_backoff_s < self.retry_initial_backoff_s:
+            raise ValueError("retry_max_backoff_s must be greater or equal than retry_initial_backoff_s")
+        return self
+
+
 class TableMapping(_Section):
     """One Delta source table kept in step with one PostgreSQL target table."""
 
@@ -306,6 +341,7 @@ class LakesyncSettings(BaseSettings):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     tables: list[TableMapping] = Field(default_factory=list)
     # Checkpoints and state snapshots of the streaming job live under this directory.
     state_dir: Path = Path(".lakesync/state")

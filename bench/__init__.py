@@ -1,0 +1,1 @@
+"""Benchmarks on TPC-H data (tpchgen-cli); figures go to BENCHMARKS.md. Run one with `python -m bench.<name>`."""

@@ -1,0 +1,257 @@
+"""Target and bookkeeping tables in PostgreSQL: introspection, planning and DDL.
+
+A target table holds the user's columns (from the envelope's `columns`, see
+changes/type_mapping.py) plus two bookkeeping columns: `_lakesync_version` (the Delta version of
+the row's image, the version guard) and `_lakesync_commit_ts` (that version's commit time).
+Everything else lakesync keeps lives in the `lakesync` schema:
+
+- `lakesync.consumer_offsets`: the next Kafka offset to read per (group, topic, partition),
+  written in the same transaction as the rows it covers;
+- one tombstone table per target, `lakesync."tombstones:<schema>.<table>"`: the key columns,
+  the version of the delete and when it was applied, so a late older upsert cannot bring a
+  deleted row back. Rows older than the retention are cleaned up.
+
+Planning (`plan_table`) is pure; the functions taking a connection run the DDL. All DDL runs
+under one advisory lock so consumers starting together do not race on `CREATE ... IF NOT EXISTS`.
+Every identifier goes through `psycopg.sql`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from lakesync.changes.type_mapping import TargetColumn
+from lakesync.errors import LakesyncError
+
+BOOKKEEPING_SCHEMA = "lakesync"
+OFFSETS_TABLE = "consumer_offsets"
+VERSION_COLUMN = "_lakesync_version"
+COMMIT_TS_COLUMN = "_lakesync_commit_ts"
+DELETED_AT_COLUMN = "_lakesync_deleted_at"
+BOOKKEEPING_COLUMNS = (TargetColumn(VERSION_COLUMN, "bigint"), TargetColumn(COMMIT_TS_COLUMN, "timestamptz"))
+_MAX_IDENTIFIER = 63
+# Any constant works: it only has to be the same in every lakesync process.
+_DDL_LOCK_KEY = 0x6C616B6573796E63  # "lakesync"
+
+# format_type() spellings that differ from the envelope's type names.
+_TYPE_ALIASES = {
+    "timestamp with time zone": "timestamptz",
+    "timestamp without time zone": "timestamp",
+}
+
+
+class SchemaMismatchError(LakesyncError):
+    """The target table cannot hold what the envelopes carry without a rebuild (types, key)."""
+
+
+@dataclass(frozen=True)
+class TableRef:
+    schema: str
+    table: str
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.table)
+
+    @property
+    def tombstones(self) -> sql.Identifier:
+        return sql.Identifier(BOOKKEEPING_SCHEMA, tombstone_table_name(self))
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+@dataclass(frozen=True)
+class ExistingTable:
+    """What introspection found: columns in order with normalized types, primary key columns."""
+
+    columns: dict[str, str]
+    primary_key: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """What must change so the target can take rows of `columns` (empty plan: nothing)."""
+
+    create: bool = False
+    add: tuple[TargetColumn, ...] = ()
+    problems: tuple[str, ...] = field(default=())
+
+
+def normalize_type(pg_type: str) -> str:
+    """The envelope's spelling of a PostgreSQL type as format_type() prints it."""
+    lowered = " ".join(pg_type.lower().split())
+    return _TYPE_ALIASES.get(lowered, lowered.replace(", ", ","))
+
+
+def tombstone_table_name(ref: TableRef) -> str:
+    """`tombstones:<schema>.<table>`, shortened with a hash when longer than PostgreSQL allows."""
+    name = f"tombstones:{ref.schema}.{ref.table}"
+    if len(name.encode()) <= _MAX_IDENTIFIER:
+        return name
+    digest = hashlib.sha256(f"{ref.schema}\0{ref.table}".encode()).hexdigest()[:8]
+    return name.encode()[: _MAX_IDENTIFIER - 9].decode(errors="ignore") + "~" + digest
+
+
+def plan_table(
+    existing: ExistingTable | None,
+    columns: Sequence[TargetColumn],
+    key_columns: Sequence[str],
+    *,
+    ref: TableRef,
+    name: str,
+    auto_create: bool,
+    add_columns: bool,
+) -> TablePlan:
+    """Compare the envelope's columns with the target table; problems say how to fix them."""
+    rebuild = f"run `lakesync rebuild --table {name}` to recreate {ref} from the source"
+    wanted = {c.name: normalize_type(c.pg_type) for c in columns}
+    problems = [f"envelope column {c!r} uses a name lakesync reserves" for c in wanted if c.startswith("_lakesync_")]
+    problems += [f"key column {k!r} is missing from the envelope's columns" for k in key_columns if k not in wanted]
+    if existing is None:
+        if not auto_create:
+            problems.append(f"target table {ref} does not exist and consumer.auto_create_tables is off")
+        return TablePlan(create=not problems, problems=tuple(problems))
+    if existing.primary_key != tuple(key_columns):
+        problems.append(
+            f"target table {ref} has primary key ({', '.join(existing.primary_key) or 'none'}) but the "
+            f"table mapping's key is ({', '.join(key_columns)}); {rebuild}"
+        )
+    for bookkeeping in BOOKKEEPING_COLUMNS:
+        if bookkeeping.name not in existing.columns:
+            problems.append(f"target table {ref} has no {bookkeeping.name} column (not created by lakesync); {rebuild}")
+    for column, pg_type in wanted.items():
+        have = existing.columns.get(column)
+        if have is not None and have != pg_type:
+            problems.append(f"column {ref}.{column} is {have} but the source now sends {pg_type}; {rebuild}")
+    missing = tuple(c for c in columns if c.name not in existing.columns)
+    if missing and not add_columns:
+        names = ", ".join(c.name for c in missing)
+        problems.append(f"the source added column(s) {names} and consumer.add_columns is off; {rebuild}")
+    return TablePlan(add=missing if add_columns else (), problems=tuple(problems))
+
+
+# --- I/O -----------------------------------------------------------------------------------
+
+
+def lock_ddl(conn: psycopg.Connection) -> None:
+    """Serialize lakesync's DDL across processes until the current transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+
+
+def ensure_bookkeeping(conn: psycopg.Connection) -> None:
+    """The `lakesync` schema and its offsets table."""
+    lock_ddl(conn)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BOOKKEEPING_SCHEMA)))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL,"
+            " next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),"
+            " PRIMARY KEY (group_id, topic, partition))"
+        ).format(sql.Identifier(BOOKKEEPING_SCHEMA, OFFSETS_TABLE))
+    )
+
+
+def describe_table(conn: psycopg.Connection, ref: TableRef) -> ExistingTable | None:
+    """Columns (normalized types) and primary key of a table, or None when it does not exist."""
+    rows = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod)"
+        " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped"
+        " ORDER BY a.attnum",
+        (ref.schema, ref.table),
+    ).fetchall()
+    if not rows:
+        return None
+    key = conn.execute(
+        "SELECT a.attname FROM pg_index i"
+        " JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+        " WHERE n.nspname = %s AND c.relname = %s AND i.indisprimary"
+        " ORDER BY array_position(i.indkey::int2[], a.attnum)",
+        (ref.schema, ref.table),
+    ).fetchall()
+    return ExistingTable({name: normalize_type(t) for name, t in rows}, tuple(r[0] for r in key))
+
+
+def create_target_table(
+    conn: psycopg.Connection, ref: TableRef, columns: Sequence[TargetColumn], key_columns: Sequence[str]
+) -> None:
+    """CREATE TABLE with the envelope's columns, the bookkeeping columns and the key as primary key."""
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(ref.schema)))
+    definitions = [_column_definition(c) for c in columns]
+    definitions.append(sql.SQL("{} bigint NOT NULL").format(sql.Identifier(VERSION_COLUMN)))
+    definitions.append(sql.SQL("{} timestamptz").format(sql.Identifier(COMMIT_TS_COLUMN)))
+    definitions.append(sql.SQL("PRIMARY KEY ({})").format(_identifiers(key_columns)))
+    conn.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(ref.identifier, sql.SQL(", ").join(definitions))
+    )
+
+
+def add_columns(conn: psycopg.Connection, ref: TableRef, columns: Sequence[TargetColumn]) -> None:
+    """ALTER TABLE ... ADD COLUMN IF NOT EXISTS, one statement for all new columns (nullable)."""
+    clauses = [sql.SQL("ADD COLUMN IF NOT EXISTS {}").format(_column_definition(c)) for c in columns]
+    conn.execute(sql.SQL("ALTER TABLE {} {}").format(ref.identifier, sql.SQL(", ").join(clauses)))
+
+
+def ensure_tombstone_table(conn: psycopg.Connection, ref: TableRef, key_columns: Sequence[TargetColumn]) -> None:
+    """The target's tombstone table: its key columns, the delete's version and when it was applied."""
+    name = tombstone_table_name(ref)
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ({}, {} bigint NOT NULL, {} timestamptz NOT NULL DEFAULT now(),"
+            " PRIMARY KEY ({}))"
+        ).format(
+            ref.tombstones,
+            sql.SQL(", ").join(_column_definition(c) for c in key_columns),
+            sql.Identifier(VERSION_COLUMN),
+            sql.Identifier(DELETED_AT_COLUMN),
+            _identifiers(c.name for c in key_columns),
+        )
+    )
+    conn.execute(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(_index_name(name)), ref.tombstones, sql.Identifier(DELETED_AT_COLUMN)
+        )
+    )
+
+
+def _index_name(table_name: str) -> str:
+    digest = hashlib.sha256(table_name.encode()).hexdigest()[:12]
+    return f"tombstones_deleted_at_{digest}"
+
+
+def _column_definition(column: TargetColumn) -> sql.Composed:
+    # Types come from the envelope's closed vocabulary (type_mapping.py); they are SQL, not names.
+    return sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(_checked_type(column.pg_type)))
+
+
+def _checked_type(pg_type: str) -> str:
+    normalized = normalize_type(pg_type)
+    if normalized not in _KNOWN_TYPES and not _is_numeric(normalized):
+        raise SchemaMismatchError(f"unsupported PostgreSQL type {pg_type!r} in an envelope")
+    return normalized
+
+
+def _is_numeric(pg_type: str) -> bool:
+    if not (pg_type.startswith("numeric(") and pg_type.endswith(")")):
+        return False
+    parts = pg_type[len("numeric(") : -1].split(",")
+    return len(parts) == 2 and all(p.strip().isdigit() for p in parts)
+
+
+_KNOWN_TYPES = frozenset({
+    "boolean", "smallint", "integer", "bigint", "real", "double precision", "numeric", "text",
+    "bytea", "date", "timestamptz", "timestamp", "jsonb",
+})
+
+
+def _identifiers(names: object) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)  # type: ignore[attr-defined]

@@ -1,0 +1,21 @@
+"""Errors of the consumer service. Callers catch by meaning, never by message text."""
+
+from __future__ import annotations
+
+from lakesync.errors import LakesyncError
+
+
+class UnconvertibleValueError(LakesyncError):
+    """A value of one record cannot be written to its staging column (a poison record)."""
+
+
+class DeadLetterDeliveryError(LakesyncError):
+    """The dead-letter topic did not acknowledge a record in time (transient: Kafka is retried)."""
+
+
+class KafkaUnavailableError(LakesyncError):
+    """The Kafka cluster cannot be reached at start-up."""
+
+
+class BatchAbandoned(LakesyncError):
+    """A batch was given up on purpose (shutdown or rebalance); its offsets were not stored."""

@@ -1,0 +1,179 @@
+"""Helpers for consumer tests: envelopes on real topics, the service in a thread or a subprocess."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from psycopg import sql
+
+from lakesync.changes.envelope import ChangeEvent, Op, encode_event, tombstone_headers
+from lakesync.changes.type_mapping import TargetColumn
+from lakesync.config import LakesyncSettings
+from lakesync.connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
+from lakesync.streaming.consumer.service import ConsumerService
+
+COLUMNS = (TargetColumn("id", "bigint"), TargetColumn("name", "text"), TargetColumn("price", "numeric(10,2)"))
+COMMIT_TS = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+Message = tuple[bytes, bytes | None, list[tuple[str, bytes]]]
+
+
+def upsert(table: str, key: int, version: int, *, name: str | None = None, price: str = "1.00",
+           columns: Sequence[TargetColumn] = COLUMNS, batch_id: int = 0, extra: dict[str, Any] | None = None) -> Message:
+    after = {"id": key, "name": name if name is not None else f"v{version}", "price": price, **(extra or {})}
+    event = ChangeEvent(op=Op.UPSERT, table=table, key=(key,), key_names=("id",), version=version, after=after,
+                        columns=tuple(columns), commit_ts=COMMIT_TS, batch_id=batch_id, source="/lake/x")
+    return encode_event(event)
+
+
+def delete(table: str, key: int, version: int, *, batch_id: int = 0, with_tombstone: bool = True) -> list[Message]:
+    event = ChangeEvent(op=Op.DELETE, table=table, key=(key,), key_names=("id",), version=version,
+                        columns=COLUMNS, commit_ts=COMMIT_TS, batch_id=batch_id, source="/lake/x")
+    k, v, h = encode_event(event)
+    messages: list[Message] = [(k, v, h)]
+    if with_tombstone:
+        messages.append(tombstone(table, key, version))
+    return messages
+
+
+def tombstone(table: str, key: int, version: int) -> Message:
+    return json.dumps({"id": key}, separators=(",", ":")).encode(), None, tombstone_headers(table, version, ["bigint"])
+
+
+def make_settings(settings: LakesyncSettings, name: str, *, group: str | None = None, **consumer: Any) -> LakesyncSettings:
+    """The session settings with one table `name` (topic lakesync.<name>, target public.<name>)."""
+    data = settings.model_dump()
+    data["postgres"]["password"] = settings.postgres.password.get_secret_value() if settings.postgres.password else None
+    data["postgres"]["pool_timeout_s"] = 5.0
+    data["tables"] = [{"name": name, "source_path": f"/lake/{name}", "target_table": name, "key_columns": ["id"]}]
+    data["consumer"] = {"group_id": group or f"g-{name}", "batch_max_wait_s": 0.2, "retry_deadline_s": 120.0,
+                        "retry_max_backoff_s": 2.0, "session_timeout_s": 6.0, **consumer}
+    return LakesyncSettings(**data)
+
+
+def create_topic(settings: LakesyncSettings, topic: str) -> None:
+    ensure_topics(settings.kafka, [topic], config=CHANGE_TOPIC_CONFIG)
+
+
+def produce(settings: LakesyncSettings, topic: str, messages: Sequence[Message]) -> None:
+    producer = Producer(producer_config(settings.kafka))
+    for key, value, headers in messages:
+        producer.produce(topic, key=key, value=value, headers=headers)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def end_offsets(settings: LakesyncSettings, topic: str) -> dict[int, int]:
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": "offset-probe"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        consumer.close()
+
+
+def stored_offsets(settings: LakesyncSettings, group: str, topic: str) -> dict[int, int]:
+    with psycopg.connect(**settings.postgres.connection_kwargs()) as conn:
+        exists = conn.execute("SELECT to_regclass('lakesync.consumer_offsets')").fetchone()
+        if not exists or exists[0] is None:
+            return {}
+        rows = conn.execute(
+            "SELECT partition, next_offset FROM lakesync.consumer_offsets WHERE group_id = %s AND topic = %s",
+            (group, topic),
+        ).fetchall()
+    return dict(rows)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def wait_caught_up(settings: LakesyncSettings, group: str, topic: str, timeout_s: float = 60.0) -> None:
+    """Until PostgreSQL's stored offsets reach the end of every non-empty partition."""
+    ends = {p: o for p, o in end_offsets(settings, topic).items() if o > 0}
+    wait_until(lambda: all(stored_offsets(settings, group, topic).get(p, 0) >= o for p, o in ends.items()),
+               timeout_s, f"group {group} to reach {ends} on {topic}")
+
+
+def rows(settings: LakesyncSettings, table: str, columns: str = "id, name, price, _lakesync_version") -> list[tuple[Any, ...]]:
+    with psycopg.connect(**settings.postgres.connection_kwargs()) as conn:
+        query = sql.SQL("SELECT {} FROM {} ORDER BY id").format(sql.SQL(columns), sql.Identifier("public", table))
+        return conn.execute(query).fetchall()
+
+
+@contextmanager
+def running(settings: LakesyncSettings) -> Iterator[ConsumerService]:
+    """The service in a thread of this process (no signal handlers), stopped on exit."""
+    service = ConsumerService(settings)
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            service.run(handle_signals=False)
+        except BaseException as exc:  # surfaced to the test below
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    wait_until(lambda: service.started.is_set() or bool(failure), 30, "service start")
+    try:
+        yield service
+    finally:
+        service.stop()
+        thread.join(15)
+        assert not thread.is_alive(), "service did not stop within 15 s"
+    if failure:
+        raise failure[0]
+
+
+def run_until_caught_up(settings: LakesyncSettings, topic: str, timeout_s: float = 60.0) -> None:
+    with running(settings):
+        wait_caught_up(settings, settings.consumer.group_id, topic, timeout_s)
+
+
+def write_config(path: Path, settings: LakesyncSettings) -> Path:
+    """A TOML file with these settings, for `lakesync consume` in a subprocess."""
+    data = settings.model_dump(mode="json", exclude={"spark", "state_dir"})
+    data["postgres"]["password"] = settings.postgres.password.get_secret_value() if settings.postgres.password else None
+    lines: list[str] = []
+    for section in ("kafka", "postgres", "consumer"):
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in data[section].items() if v is not None and not isinstance(v, dict)]
+    for table in data["tables"]:
+        lines.append("[[tables]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items() if v is not None]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_cli(config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKESYNC_")}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lakesync", "--log-format", "json", "--config", str(config), "consume", *args],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+
+
+@pytest.fixture
+def table_settings(settings: LakesyncSettings, unique_name: str) -> LakesyncSettings:
+    consumer_settings = make_settings(settings, unique_name)
+    create_topic(consumer_settings, f"lakesync.{unique_name}")
+    return consumer_settings

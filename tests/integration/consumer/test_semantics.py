@@ -1,0 +1,144 @@
+"""What the consumer writes: version guard, deletes, repairs, replay, schema growth, poison records."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from confluent_kafka import Consumer
+
+from lakesync.changes import dead_letter as dlq
+from lakesync.changes.type_mapping import TargetColumn
+from lakesync.config import LakesyncSettings
+
+from .conftest import (
+    COLUMNS,
+    delete,
+    make_settings,
+    produce,
+    rows,
+    run_until_caught_up,
+    tombstone,
+    upsert,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def topic_of(settings: LakesyncSettings) -> str:
+    return settings.tables[0].topic_name
+
+
+def name_of(settings: LakesyncSettings) -> str:
+    return settings.tables[0].name
+
+
+def test_out_of_order_versions_end_in_the_newest(table_settings: LakesyncSettings) -> None:
+    """Older versions delivered after newer ones, in one batch and across batches, never win."""
+    name, topic = name_of(table_settings), topic_of(table_settings)
+    produce(table_settings, topic, [upsert(name, 1, 5), upsert(name, 1, 3), upsert(name, 2, 2), upsert(name, 2, 9), upsert(name, 2, 4)])
+    run_until_caught_up(table_settings, topic)
+    produce(table_settings, topic, [upsert(name, 1, 4), upsert(name, 2, 8)])
+    run_until_caught_up(table_settings, topic)
+    assert rows(table_settings, name) == [(1, "v5", Decimal("1.00"), 5), (2, "v9", Decimal("1.00"), 9)]
+
+
+def test_replaying_the_whole_topic_gives_the_same_table(table_settings: LakesyncSettings, settings: LakesyncSettings) -> None:
+    """A second group reading everything again from offset 0 changes nothing."""
+    name, topic = name_of(table_settings), topic_of(table_settings)
+    messages = [upsert(name, k, v, name=f"k{k}v{v}") for v in (1, 2, 3) for k in range(40)]
+    messages += [m for k in range(0, 40, 4) for m in delete(name, k, 4)]
+    produce(table_settings, topic, messages)
+    run_until_caught_up(table_settings, topic)
+    first = rows(table_settings, name)
+    assert len(first) == 30 and all(r[3] == 3 for r in first)
+
+    replay = make_settings(settings, name, group=f"replay-{name}")
+    run_until_caught_up(replay, topic)
+    assert rows(table_settings, name) == first
+
+
+def test_a_stale_upsert_after_a_delete_stays_deleted(table_settings: LakesyncSettings) -> None:
+    """The delete's version is kept as a tombstone; an older upsert arriving later is skipped."""
+    name, topic = name_of(table_settings), topic_of(table_settings)
+    produce(table_settings, topic, [upsert(name, 1, 1), upsert(name, 2, 1), *delete(name, 1, 5)])
+    run_until_caught_up(table_settings, topic)
+    produce(table_settings, topic, [upsert(name, 1, 4), upsert(name, 1, 5)])
+    run_until_caught_up(table_settings, topic)
+    assert [r[0] for r in rows(table_settings, name)] == [2]
+    produce(table_settings, topic, [upsert(name, 1, 6, name="back")])
+    run_until_caught_up(table_settings, topic)
+    assert rows(table_settings, name)[0] == (1, "back", Decimal("1.00"), 6)
+
+
+def test_tombstone_only_delete(table_settings: LakesyncSettings) -> None:
+    """A tombstone without its delete envelope (e.g. after compaction) deletes the row."""
+    name, topic = name_of(table_settings), topic_of(table_settings)
+    produce(table_settings, topic, [upsert(name, 1, 1), upsert(name, 2, 1)])
+    run_until_caught_up(table_settings, topic)
+    produce(table_settings, topic, [tombstone(name, 1, 2), tombstone(name, 2, 1)])
+    run_until_caught_up(table_settings, topic)
+    assert [r[0] for r in rows(table_settings, name)] == [2]  # key 2's tombstone is not newer
+
+
+def test_repair_overwrites_at_the_same_version_and_a_stream_event_does_not(table_settings: LakesyncSettings) -> None:
+    """Reconcile repairs (batch_id -1) use `<=`; stream events need a strictly newer version."""
+    name, topic = name_of(table_settings), topic_of(table_settings)
+    produce(table_settings, topic, [upsert(name, 1, 7, name="original"), upsert(name, 2, 7, name="original")])
+    run_until_caught_up(table_settings, topic)
+    produce(table_settings, topic, [upsert(name, 1, 7, name="stream"), upsert(name, 2, 7, name="repaired", batch_id=-1)])
+    run_until_caught_up(table_settings, topic)
+    assert [r[1] for r in rows(table_settings, name)] == ["original", "repaired"]
+
+
+def test_a_new_envelope_column_is_added_to_the_table(table_settings: LakesyncSettings) -> None:
+    """When the source grows a column, the target gets it (nullable) and new rows fill it."""
+    name, topic = name_of(table_settings), topic_of(table_settings)
+    produce(table_settings, topic, [upsert(name, 1, 1)])
+    run_until_caught_up(table_settings, topic)
+    wider = (*COLUMNS, TargetColumn("tags", "jsonb"), TargetColumn("blob", "bytea"))
+    produce(table_settings, topic, [upsert(name, 2, 2, columns=wider, extra={"tags": {"a": [1, 2]}, "blob": b"\x00\x01\x02"})])
+    run_until_caught_up(table_settings, topic)
+    got = rows(table_settings, name, "id, tags, blob")
+    assert got == [(1, None, None), (2, {"a": [1, 2]}, b"\x00\x01\x02")]
+
+
+def test_a_poison_record_goes_to_the_dead_letter_topic_and_its_neighbours_are_applied(
+    table_settings: LakesyncSettings, unique_name: str
+) -> None:
+    """A value PostgreSQL refuses and an undecodable message are set aside with their headers."""
+    name, topic = name_of(table_settings), topic_of(table_settings)
+    key, value, headers = upsert(name, 13, 1, price="9.99")
+    bad_price = (key, value.replace(b'"9.99"', b'"not-a-number"'), headers)
+    garbage = (b'{"id":14}', b"{not json", [])
+    produce(table_settings, topic, [upsert(name, k, 1) for k in range(1, 13)] + [bad_price, garbage] + [upsert(name, k, 1) for k in range(15, 30)])
+    run_until_caught_up(table_settings, topic)
+    assert [r[0] for r in rows(table_settings, name)] == [*range(1, 13), *range(15, 30)]
+
+    letters = read_dead_letters(table_settings, {bad_price[1], garbage[1]})
+    refused, undecodable = letters[bad_price[1]], letters[garbage[1]]
+    assert refused[dlq.HEADER_STAGE] == "consume"
+    assert refused[dlq.HEADER_SQLSTATE] == "22P02"
+    assert refused[dlq.HEADER_ERROR_CLASS] == "InvalidTextRepresentation"
+    assert refused[dlq.HEADER_TOPIC] == topic and refused[dlq.HEADER_TABLE] == name
+    assert "not-a-number" in refused[dlq.HEADER_MESSAGE]
+    assert int(refused[dlq.HEADER_OFFSET]) >= 0 and dlq.HEADER_PARTITION in refused
+    assert undecodable[dlq.HEADER_ERROR_CLASS] == "EnvelopeError" and dlq.HEADER_SQLSTATE not in undecodable
+
+
+def read_dead_letters(settings: LakesyncSettings, values: set[bytes | None]) -> dict[bytes | None, dict[str, str]]:
+    """Headers of the dead-letter records whose value is one of `values`."""
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"dlq-reader-{id(values)}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([settings.kafka.dead_letter_topic])
+    found: dict[bytes | None, dict[str, str]] = {}
+    try:
+        def poll() -> bool:
+            for message in consumer.consume(500, 0.5):
+                if message.error() is None and message.value() in values:
+                    found[message.value()] = {k: v.decode() for k, v in message.headers() or []}
+            return len(found) == len(values)
+        wait_until(poll, 30, "dead-letter records")
+    finally:
+        consumer.close()
+    return found

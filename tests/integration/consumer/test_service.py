@@ -1,0 +1,210 @@
+"""`lakesync consume` as a service: crashes, signals, a PostgreSQL outage, a shared group, start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from lakesync.config import LakesyncSettings
+from lakesync.deploy.embedded_postgres import PostgresServer
+from lakesync.deploy.processes import free_port
+
+from .conftest import (
+    create_topic,
+    make_settings,
+    produce,
+    rows,
+    running,
+    start_cli,
+    stored_offsets,
+    upsert,
+    wait_caught_up,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def backlog(name: str, keys: int, versions: int) -> tuple[list, list]:
+    """`versions` upserts of each key, interleaved, and the table they must end in."""
+    messages = [upsert(name, k, v, name=f"k{k}v{v}") for v in range(1, versions + 1) for k in range(keys)]
+    expected = [(k, f"k{k}v{versions}", Decimal("1.00"), versions) for k in range(keys)]
+    return messages, expected
+
+
+def applied_so_far(settings: LakesyncSettings) -> int:
+    return sum(stored_offsets(settings, settings.consumer.group_id, settings.tables[0].topic_name).values())
+
+
+def http_status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_sigkill_mid_batch_then_restart_loses_and_doubles_nothing(table_settings: LakesyncSettings, tmp_path: Path) -> None:
+    """Killed with SIGKILL while applying, the restarted service resumes from the stored offsets."""
+    name, topic = table_settings.tables[0].name, table_settings.tables[0].topic_name
+    settings = make_settings(table_settings, name, batch_max_messages=400)
+    messages, expected = backlog(name, 4000, 5)
+    produce(settings, topic, messages)
+    config = write_config(tmp_path / "lakesync.toml", settings)
+
+    first = start_cli(config, tmp_path / "first.log")
+    wait_until(lambda: applied_so_far(settings) > 2000, 60, "some batches applied")
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+    partial = applied_so_far(settings)
+    assert 0 < partial < len(messages), "the kill must land mid-run"
+
+    second = start_cli(config, tmp_path / "second.log")
+    try:
+        wait_caught_up(settings, settings.consumer.group_id, topic, 90)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(15) == 0
+    assert rows(settings, name) == expected
+    assert applied_so_far(settings) == len(messages)
+
+
+def test_sigterm_stops_within_ten_seconds_and_a_restart_finishes(table_settings: LakesyncSettings, tmp_path: Path) -> None:
+    """SIGTERM during a backlog: exit code 0 in < 10 s; what was committed is kept, the rest follows."""
+    name, topic = table_settings.tables[0].name, table_settings.tables[0].topic_name
+    settings = make_settings(table_settings, name, batch_max_messages=300)
+    messages, expected = backlog(name, 3000, 4)
+    produce(settings, topic, messages)
+    process = start_cli(write_config(tmp_path / "lakesync.toml", settings), tmp_path / "consume.log")
+    wait_until(lambda: applied_so_far(settings) > 0, 60, "a first batch")
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(15)
+    elapsed = time.monotonic() - started
+    log = (tmp_path / "consume.log").read_text()
+    assert code == 0, log[-3000:]
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+    assert '"consumer stopped"' in log
+    assert applied_so_far(settings) < len(messages), "stopped before the end: the restart has work to do"
+
+    with running(settings):
+        wait_caught_up(settings, settings.consumer.group_id, topic)
+    assert rows(settings, name) == expected
+
+
+def test_postgres_down_for_20_seconds_the_service_recovers_alone(
+    settings: LakesyncSettings, unique_name: str, scratch_root: Path, tmp_path: Path
+) -> None:
+    """Partitions pause, /readyz turns 503, retries back off; after the restart all rows arrive."""
+    server = PostgresServer(scratch_root / f"pg-outage-{unique_name}")
+    server.start()
+    try:
+        data = settings.model_dump()
+        data["postgres"].update(port=server.port, password=server.password)
+        base = LakesyncSettings(**data)
+        http_port = free_port()
+        outage = make_settings(base, unique_name, batch_max_messages=500, http_port=http_port, http_host="127.0.0.1")
+        topic = outage.tables[0].topic_name
+        create_topic(outage, topic)
+        messages, expected = backlog(unique_name, 2000, 3)
+        produce(outage, topic, messages[:2000])
+        process = start_cli(write_config(tmp_path / "lakesync.toml", outage), tmp_path / "consume.log")
+        try:
+            wait_caught_up(outage, outage.consumer.group_id, topic, 60)
+            wait_until(lambda: http_status(http_port, "/readyz") == 200, 30, "/readyz 200")
+            port = server.port
+            server.stop()
+            produce(outage, topic, messages[2000:])
+            time.sleep(8)
+            assert http_status(http_port, "/readyz") == 503
+            assert http_status(http_port, "/healthz") == 200
+            time.sleep(12)
+            assert process.poll() is None, "the service must survive the outage"
+            server.start()
+            assert server.port == port
+            wait_caught_up(outage, outage.consumer.group_id, topic, 90)
+            assert http_status(http_port, "/readyz") == 200
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as response:
+                exposition = response.read().decode()
+            assert "lakesync_consumer_retries_total" in exposition
+            applied = f'lakesync_consumer_rows_applied_total{{op="upsert",table="{unique_name}"}} '
+            upserted = [float(line.removeprefix(applied)) for line in exposition.splitlines() if line.startswith(applied)]
+            assert upserted and upserted[0] >= 4000  # 6000 events, some compacted within a batch
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(15)
+        log = (tmp_path / "consume.log").read_text()
+        assert code == 0, log[-3000:]
+        assert '"transient error, retrying"' in log and '"partitions paused while PostgreSQL is unavailable"' in log
+        assert '"partitions resumed"' in log
+        assert rows(outage, unique_name) == expected
+    finally:
+        server.stop()
+
+
+def test_two_instances_share_the_partitions_and_agree(table_settings: LakesyncSettings) -> None:
+    """Two members of one group each get partitions; together they write the expected table."""
+    name, topic = table_settings.tables[0].name, table_settings.tables[0].topic_name
+    settings = make_settings(table_settings, name, batch_max_messages=500)
+    messages, expected = backlog(name, 1500, 3)
+    with running(settings) as one, running(settings) as two:
+        wait_until(lambda: bool(one._assigned) and bool(two._assigned), 60, "both members assigned")
+        assert not (one._assigned & two._assigned)
+        produce(settings, topic, messages)
+        wait_caught_up(settings, settings.consumer.group_id, topic)
+    assert rows(settings, name) == expected
+
+
+def test_a_type_change_stops_the_service_with_exit_3_and_the_fix(table_settings: LakesyncSettings, tmp_path: Path) -> None:
+    """An envelope column whose type differs from the target's is a schema problem, not poison."""
+    name, topic = table_settings.tables[0].name, table_settings.tables[0].topic_name
+    with psycopg.connect(**table_settings.postgres.connection_kwargs()) as conn:
+        conn.execute(
+            f'CREATE TABLE public."{name}" (id bigint PRIMARY KEY, name text, price text,'
+            " _lakesync_version bigint NOT NULL, _lakesync_commit_ts timestamptz)"
+        )
+    produce(table_settings, topic, [upsert(name, 1, 1)])
+    process = start_cli(write_config(tmp_path / "lakesync.toml", table_settings), tmp_path / "consume.log")
+    code = process.wait(60)
+    log = (tmp_path / "consume.log").read_text()
+    assert code == 3, log[-3000:]
+    assert f"lakesync rebuild --table {name}" in log and "price is text but the source now sends numeric(10,2)" in log
+
+
+def test_start_up_fails_fast_with_one_line(table_settings: LakesyncSettings, tmp_path: Path) -> None:
+    """Unreachable PostgreSQL or Kafka, or no table to consume: one line on stderr, non-zero exit."""
+    def consume(settings: LakesyncSettings) -> subprocess.CompletedProcess[str]:
+        config = write_config(tmp_path / "lakesync.toml", settings)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LAKESYNC_")}
+        return subprocess.run([sys.executable, "-m", "lakesync", "--config", str(config), "consume"],
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    data = table_settings.model_dump()
+    data["postgres"].update(port=free_port(), password="x")
+    no_postgres = consume(LakesyncSettings(**data))
+    assert no_postgres.returncode == 1
+    assert no_postgres.stderr.startswith("lakesync: error: PostgreSQL at 127.0.0.1:") and no_postgres.stderr.count("\n") == 1
+
+    data = table_settings.model_dump()
+    data["postgres"]["password"] = table_settings.postgres.password.get_secret_value()  # type: ignore[union-attr]
+    data["kafka"]["bootstrap_servers"] = f"127.0.0.1:{free_port()}"
+    no_kafka = consume(LakesyncSettings(**data))
+    assert no_kafka.returncode == 1
+    assert "lakesync: error: Kafka at" in no_kafka.stderr and "unreachable" in no_kafka.stderr
+
+    data["kafka"]["bootstrap_servers"] = table_settings.kafka.bootstrap_servers
+    data["tables"] = []
+    no_tables = consume(LakesyncSettings(**data))
+    assert no_tables.returncode == 2 and "no table configured" in no_tables.stderr

@@ -1,0 +1,104 @@
+"""Planning target tables and building the batch SQL: pure, no database."""
+
+from __future__ import annotations
+
+import pytest
+from psycopg import sql
+
+from lakesync.changes.type_mapping import TargetColumn
+from lakesync.config import ConfigError, load_settings
+from lakesync.connectors.postgres_schema import (
+    ExistingTable,
+    SchemaMismatchError,
+    TableRef,
+    _column_definition,
+    normalize_type,
+    plan_table,
+    tombstone_table_name,
+)
+from lakesync.streaming.consumer import statements
+from lakesync.streaming.consumer.decode import Shape
+
+REF = TableRef("public", "people")
+COLUMNS = [TargetColumn("id", "bigint"), TargetColumn("name", "text"), TargetColumn("at", "timestamptz")]
+BOOKKEEPING = {"_lakesync_version": "bigint", "_lakesync_commit_ts": "timestamptz"}
+
+
+def plan(existing: ExistingTable | None, columns=COLUMNS, **flags):  # type: ignore[no-untyped-def]
+    options = {"auto_create": True, "add_columns": True, **flags}
+    return plan_table(existing, columns, ["id"], ref=REF, name="people", **options)
+
+
+def test_a_missing_table_is_created_unless_auto_create_is_off() -> None:
+    assert plan(None).create
+    refused = plan(None, auto_create=False)
+    assert not refused.create and "auto_create_tables is off" in refused.problems[0]
+
+
+def test_new_columns_are_added_or_refused_by_the_toggle() -> None:
+    existing = ExistingTable({"id": "bigint", "name": "text", **BOOKKEEPING}, ("id",))
+    assert [c.name for c in plan(existing).add] == ["at"] and not plan(existing).problems
+    refused = plan(existing, add_columns=False)
+    assert not refused.add and "add_columns is off" in refused.problems[0]
+
+
+def test_type_and_key_mismatches_name_the_fix() -> None:
+    existing = ExistingTable({"id": "bigint", "name": "integer", "at": "timestamptz", **BOOKKEEPING}, ("name",))
+    problems = " ".join(plan(existing).problems)
+    assert "people.name is integer but the source now sends text" in problems
+    assert "primary key (name)" in problems and "lakesync rebuild --table people" in problems
+
+
+def test_a_table_without_bookkeeping_columns_is_not_ours() -> None:
+    existing = ExistingTable({"id": "bigint", "name": "text", "at": "timestamptz"}, ("id",))
+    assert any("_lakesync_version" in p for p in plan(existing).problems)
+
+
+def test_format_type_spellings_normalize_to_envelope_types() -> None:
+    assert normalize_type("timestamp with time zone") == "timestamptz"
+    assert normalize_type("timestamp without time zone") == "timestamp"
+    assert normalize_type("numeric(10, 2)") == "numeric(10,2)"
+
+
+def test_types_outside_the_vocabulary_never_reach_ddl() -> None:
+    with pytest.raises(SchemaMismatchError):
+        _column_definition(TargetColumn("x", "text); DROP TABLE people; --"))
+
+
+def test_tombstone_table_names_fit_postgres_limits_and_stay_distinct() -> None:
+    assert tombstone_table_name(REF) == "tombstones:public.people"
+    long_a, long_b = TableRef("s", "a" * 70), TableRef("s", "a" * 69 + "b")
+    assert len(tombstone_table_name(long_a).encode()) <= 63
+    assert tombstone_table_name(long_a) != tombstone_table_name(long_b)
+
+
+def test_upsert_guard_is_strict_for_stream_events_and_inclusive_for_repairs() -> None:
+    shape = Shape((TargetColumn("id", "bigint"), TargetColumn("blob", "bytea")), 1)
+    stream = statements.upsert(REF, "stage", shape, repair=False).as_string(None)
+    repair = statements.upsert(REF, "stage", shape, repair=True).as_string(None)
+    assert 't."_lakesync_version" < EXCLUDED."_lakesync_version"' in stream
+    assert 't."_lakesync_version" <= EXCLUDED."_lakesync_version"' in repair
+    assert 'd."_lakesync_version" >= s."_lakesync_version"' in stream  # a tombstone at the same version blocks
+    assert "decode(s.\"blob\", 'base64')" in stream
+    assert '"lakesync"."tombstones:public.people"' in stream
+
+
+def test_staging_stages_bytea_as_text() -> None:
+    shape = Shape((TargetColumn("id", "bigint"), TargetColumn("blob", "bytea")), 1)
+    ddl = statements.create_stage("stage", shape).as_string(None)
+    assert '"blob" text' in ddl and "ON COMMIT DROP" in ddl
+
+
+def test_offsets_are_stored_as_one_statement_with_arrays() -> None:
+    query, params = statements.store_offsets("g", {("t", 1): 10, ("t", 0): 5})
+    assert isinstance(query, sql.Composed)
+    assert params == ("g", ["t", "t"], [0, 1], [5, 10])
+
+
+def test_consumer_settings_defaults_and_validation() -> None:
+    settings = load_settings(None)
+    assert settings.consumer.group_id == "lakesync" and settings.consumer.http_port == 0
+    with pytest.raises(ConfigError, match="consumer.shutdown_grace_s"):
+        load_settings(None, consumer={"shutdown_grace_s": 20})
+    with pytest.raises(ConfigError, match="retry_max_backoff_s"):
+        load_settings(None, consumer={"retry_initial_backoff_s": 5, "retry_max_backoff_s": 1})
