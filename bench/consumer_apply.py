@@ -21,8 +21,6 @@ import datetime as dt
 import io
 import json
 import os
-import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -42,6 +40,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Producer
 from psycopg import sql
 
+from bench.report import machine, peak_rss_kib, write_section
 from bench.tpch import tpch_parquet
 from lakesync.changes.envelope import ChangeEvent, Op, encode_event
 from lakesync.changes.type_mapping import TargetColumn
@@ -83,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     report = render(figures)
     print(report)
     if not args.no_write:
-        write_section(BENCHMARKS, report)
+        write_section(START, END, report)
 
 
 def run(settings: LakesyncSettings, orders: pa.Table, home: Path, baseline_rows: int) -> dict[str, Any]:
@@ -173,7 +172,7 @@ def measure_consumer(settings: LakesyncSettings, home: Path, messages: int) -> d
                 raise SystemExit("consumer did not finish within 15 min")
             time.sleep(0.25)
         wall = time.monotonic() - launched
-        peak_kib = _peak_rss_kib(process.pid)
+        peak_kib = peak_rss_kib(process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
@@ -199,12 +198,6 @@ def _stored(settings: LakesyncSettings) -> int:
             return 0
         total = conn.execute("SELECT coalesce(sum(next_offset), 0) FROM lakesync.consumer_offsets").fetchone()
     return int(total[0]) if total else 0
-
-
-def _peak_rss_kib(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match.group(1)) if match else 0
 
 
 def _instant(event: dict[str, Any]) -> float:
@@ -342,8 +335,7 @@ def render(f: dict[str, Any]) -> str:
         START,
         "## Consumer apply (`python -m bench.consumer_apply`)",
         "",
-        f"Run {dt.date.today().isoformat()} on {os.cpu_count()} cores ({platform.machine()}, "
-        f"{_memory_gib():.0f} GiB), Python {platform.python_version()}, fresh embedded Kafka + PostgreSQL.",
+        f"{machine()}, fresh embedded Kafka + PostgreSQL.",
         f"TPC-H `orders` SF{f['scale']:g}: {rows:,} rows as {f['messages']:,} upsert envelopes "
         f"(produced in {f['produce_s']:.1f} s, not counted), applied into tables with the same columns "
         "and primary key, each empty at the start.",
@@ -365,24 +357,6 @@ def render(f: dict[str, Any]) -> str:
         END,
     ])
 
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the consumer-apply section of BENCHMARKS.md (create the file or section if absent)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures written by the scripts in `bench/`.\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
-def _memory_gib() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) / 1024 / 1024
-    return 0.0
 
 
 if __name__ == "__main__":
