@@ -19,7 +19,7 @@ from lakesync.changes.collapse import IMAGE_RANK, PREIMAGE
 from lakesync.changes.row_hash import row_hash_column
 from lakesync.streaming.publisher.envelope_spark import key_json
 from lakesync.streaming.publisher.mapping import CHANGE_TYPE, COMMIT_VERSION, PROBLEM
-from lakesync.streaming.publisher.state_snapshot import KEY, ROW_HASH, VERSION, StateSnapshot
+from lakesync.streaming.publisher.state_snapshot import KEY, ROW_HASH, VERSION
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -34,52 +34,59 @@ ACTIONS = ("upsert", "delete", "noop", "stale", "quarantine")
 PUBLISHED = ("upsert", "delete", "quarantine")
 
 
-def plan(mapped: DataFrame, snapshot: StateSnapshot, schema: StructType, key_columns: list[str]) -> DataFrame:
-    """Classified survivors: target columns, feed metadata, key, row_hash, action, group rows."""
+def keyed(mapped: DataFrame, schema: StructType, key_columns: list[str]) -> DataFrame:
+    """Mapped feed rows plus their canonical key and (for images) row hash."""
     from pyspark.sql import functions as F
 
-    keyed = mapped.select(
+    return mapped.select(
         "*",
         key_json(schema, key_columns).alias(PLAN_KEY),
         F.when(F.col(CHANGE_TYPE) != "delete", row_hash_column(schema)).alias(PLAN_HASH),
     )
-    survivors = collapse(keyed)
-    state = snapshot.state_for(survivors.select(F.col(PLAN_KEY).alias(KEY)))
-    joined = survivors.join(
-        state.select(
-            F.col(KEY).alias("_ls_state_key"),
-            F.col(ROW_HASH).alias("_ls_state_hash"),
-            F.col(VERSION).alias("_ls_state_version"),
-        ),
-        survivors[PLAN_KEY] == F.col("_ls_state_key"),
-        "left",
-    )
-    return joined.select(*[survivors[c] for c in survivors.columns], _action().alias(ACTION))
 
 
-def collapse(keyed: DataFrame) -> DataFrame:
+def collapse(keyed_rows: DataFrame) -> DataFrame:
     """Latest change per key (changes/collapse.py rules), with the group's row count.
 
-    Null-key rows cannot be grouped by key: each stays a row of its own and is quarantined.
+    One window (a single sort per partition) ranks the rows of each key; null-key rows cannot be
+    grouped by key, so each stays a row of its own and is quarantined.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     null_key = F.coalesce(F.col(PROBLEM).startswith("null_key:"), F.lit(False))
     rank = F.create_map(*[F.lit(x) for pair in IMAGE_RANK.items() for x in pair])[F.col(CHANGE_TYPE)]
-    group = Window.partitionBy(PLAN_KEY)
     # Preimages sort last and never win; they still count toward the group's rows.
-    latest_first = group.orderBy(
+    latest_first = Window.partitionBy(PLAN_KEY).orderBy(
         (F.col(CHANGE_TYPE) == PREIMAGE).asc(), F.col(COMMIT_VERSION).desc(), rank.desc()
     )
-    ranked = keyed.where(~null_key).select(
+    whole_group = latest_first.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    ranked = keyed_rows.where(~null_key).select(
         "*",
-        F.count(F.lit(1)).over(group).alias(GROUP_ROWS),
+        F.count(F.lit(1)).over(whole_group).alias(GROUP_ROWS),
         F.row_number().over(latest_first).alias("_ls_rank"),
     )
     winners = ranked.where((F.col("_ls_rank") == 1) & (F.col(CHANGE_TYPE) != PREIMAGE)).drop("_ls_rank")
-    null_rows = keyed.where(null_key).select("*", F.lit(1).cast("long").alias(GROUP_ROWS))
+    null_rows = keyed_rows.where(null_key).select("*", F.lit(1).cast("long").alias(GROUP_ROWS))
     return winners.unionByName(null_rows)
+
+
+def classify(survivors: DataFrame, state: DataFrame, *, small: bool) -> DataFrame:
+    """Survivors with their action, given the snapshot's (key, row_hash, version) for their keys.
+
+    `small`: the batch is small, so its state rows are too and are broadcast to the join.
+    """
+    from pyspark.sql import functions as F
+
+    lookup = state.select(
+        F.col(KEY).alias("_ls_state_key"),
+        F.col(ROW_HASH).alias("_ls_state_hash"),
+        F.col(VERSION).alias("_ls_state_version"),
+    )
+    joined = survivors.join(
+        F.broadcast(lookup) if small else lookup, survivors[PLAN_KEY] == F.col("_ls_state_key"), "left"
+    )
+    return joined.select(*[survivors[c] for c in survivors.columns], _action().alias(ACTION))
 
 
 def _action() -> Column:

@@ -8,13 +8,15 @@ and the consumer's version guard makes the republished events harmless.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property, partial
 from typing import Any
 
 from lakesync.changes.dead_letter import DeadLetter
 from lakesync.changes.envelope import HEADER_ENVELOPE, HEADER_TABLE, ENVELOPE_VERSION, tombstone_headers
 from lakesync.errors import LakesyncError
+from lakesync.streaming.publisher.diff import ACTIONS, PUBLISHED
 
 _FLUSH_TIMEOUT_S = 120.0
 
@@ -23,9 +25,20 @@ class PublishError(LakesyncError):
     """Kafka did not acknowledge every message of a batch."""
 
 
+# What the publisher emits for the state snapshot's log: one row per published upsert/delete.
+STATE_ROW_SCHEMA = "key string, row_hash long, version long, deleted boolean"
+
+
 @dataclass(frozen=True)
 class PartitionPublisher:
-    """The picklable function Spark runs on each partition of a batch's plan."""
+    """Publishes one table's planned rows from the executors (Spark mapInArrow).
+
+    Input columns: action, key, value (binary), version, problem, row_hash, group_rows. Every row
+    is counted by action (accumulators); upserts and deletes go to the table's topic (a delete
+    followed by its tombstone), quarantined rows to the dead-letter topic. The output rows are
+    the state snapshot's log entries for what was published; the task ends only after Kafka has
+    acknowledged every message, and the log entries are committed only after every task ended.
+    """
 
     producer_config: dict[str, str]
     topic: str
@@ -33,7 +46,12 @@ class PartitionPublisher:
     table: str
     key_types: Sequence[str]
 
-    def __call__(self, rows: Iterable[Any]) -> None:
+    def for_batch(self, counters: dict[str, Any]) -> Callable[[Iterable[Any]], Iterator[Any]]:
+        """The partition function for one batch, counting into that batch's accumulators."""
+        return partial(self._publish_partition, counters=counters)
+
+    def _publish_partition(self, batches: Iterable[Any], counters: dict[str, Any]) -> Iterator[Any]:
+        import pyarrow as pa
         from confluent_kafka import Producer
 
         producer = Producer(self.producer_config)
@@ -43,35 +61,65 @@ class PartitionPublisher:
             if err is not None:
                 failures.append(str(err))
 
-        headers = [(HEADER_ENVELOPE, str(ENVELOPE_VERSION).encode()), (HEADER_TABLE, self.table.encode())]
-        for row in rows:
-            for topic, key, value, extra in self._messages(row, headers):
-                _produce(producer, topic, key, value, extra, on_delivery)
+        counts = dict.fromkeys(ACTIONS, 0)
+        group_rows = 0
+        for batch in batches:
+            c = batch.to_pydict()
+            state: dict[str, list[Any]] = {"key": [], "row_hash": [], "version": [], "deleted": []}
+            for action, key, value, version, problem, row_hash, rows in zip(
+                c["action"], c["key"], c["value"], c["version"], c["problem"], c["row_hash"], c["group_rows"]
+            ):
+                counts[action] += 1
+                group_rows += rows
+                if action in PUBLISHED:
+                    for topic, k, v, headers in self._messages(action, key, value, version, problem):
+                        _produce(producer, topic, k, v, headers, on_delivery)
+                if action in ("upsert", "delete"):
+                    state["key"].append(key)
+                    state["row_hash"].append(row_hash)
+                    state["version"].append(version)
+                    state["deleted"].append(action == "delete")
+            yield pa.RecordBatch.from_pydict(state, schema=_state_arrow_schema())
         remaining = producer.flush(_FLUSH_TIMEOUT_S)
         if remaining or failures:
             raise PublishError(
                 f"table {self.table!r}: {remaining} message(s) unacknowledged, "
                 f"{len(failures)} failed (first: {failures[:1]})"
             )
+        for action, count in counts.items():
+            counters[action].add(count)
+        counters["group_rows"].add(group_rows)
 
-    def _messages(self, row: Any, headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
-        key = row.key.encode() if row.key is not None else None
-        if row.action == "upsert":
-            return [(self.topic, key, row.value.encode(), headers)]
-        if row.action == "delete":
+    def _messages(
+        self, action: str, key: str | None, value: bytes, version: int, problem: str | None
+    ) -> list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+        encoded_key = key.encode() if key is not None else None
+        if action == "upsert":
+            return [(self.topic, encoded_key, value, self._headers)]
+        if action == "delete":
             return [
-                (self.topic, key, row.value.encode(), headers),
-                (self.topic, key, None, tombstone_headers(self.table, row.version, self.key_types)),
+                (self.topic, encoded_key, value, self._headers),
+                (self.topic, encoded_key, None, tombstone_headers(self.table, version, self.key_types)),
             ]
-        reason = row.problem or "unknown"
+        reason = problem or "unknown"
         letter = DeadLetter(
             stage="stream",
             error_class=reason.split(":", 1)[0],
             message=f"row cannot be synced: {reason}",
             table=self.table,
-            source_version=row.version,
+            source_version=version,
         )
-        return [(self.dead_letter_topic, key, row.value.encode(), letter.headers())]
+        return [(self.dead_letter_topic, encoded_key, value, letter.headers())]
+
+    @cached_property
+    def _headers(self) -> list[tuple[str, bytes]]:
+        return [(HEADER_ENVELOPE, str(ENVELOPE_VERSION).encode()), (HEADER_TABLE, self.table.encode())]
+
+
+def _state_arrow_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([("key", pa.string()), ("row_hash", pa.int64()), ("version", pa.int64()), ("deleted", pa.bool_())])
 
 
 def _produce(producer: Any, topic: str, key: bytes | None, value: bytes | None,

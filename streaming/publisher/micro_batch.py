@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 from lakesync.config import TableMapping
 from lakesync.logs import correlation, get_logger
-from lakesync.streaming.publisher.diff import ACTION, GROUP_ROWS, PLAN_HASH, PLAN_KEY, PUBLISHED, plan
+from lakesync.streaming.publisher import diff
+from lakesync.streaming.publisher.diff import ACTION, ACTIONS, GROUP_ROWS, PLAN_HASH, PLAN_KEY, PUBLISHED
 from lakesync.streaming.publisher.envelope_spark import envelope_json
-from lakesync.streaming.publisher.kafka_sink import PartitionPublisher
+from lakesync.streaming.publisher.kafka_sink import STATE_ROW_SCHEMA, PartitionPublisher
 from lakesync.streaming.publisher.mapping import (
     CHANGE_TYPE,
     COMMIT_TIMESTAMP,
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
 log = get_logger(__name__)
+
+# Batches up to this many change rows broadcast their keys to the state lookup instead of
+# shuffling the state snapshot, which holds every key of the table.
+SMALL_BATCH_ROWS = 200_000
 
 
 @dataclass
@@ -49,10 +54,11 @@ class BatchReport:
     max_version: int | None = None
     max_commit_ts: float | None = None
     duration_s: float = 0.0
-    # Where the time went: planning+counting, publishing to Kafka, recording in the snapshot.
-    plan_s: float = 0.0
+    # Where the time went: reading the feed (map, key, hash), then classifying + publishing +
+    # logging to the state snapshot (one Spark job), then folding the snapshot's log.
+    read_s: float = 0.0
     publish_s: float = 0.0
-    snapshot_s: float = 0.0
+    compact_s: float = 0.0
 
     @property
     def published(self) -> int:
@@ -81,42 +87,68 @@ class TablePipeline:
                 deletes=report.deletes, noops=report.noops, stale=report.stale,
                 quarantined=report.quarantined, min_version=report.min_version,
                 max_version=report.max_version, duration_s=round(report.duration_s, 3),
-                plan_s=round(report.plan_s, 3), publish_s=round(report.publish_s, 3),
-                snapshot_s=round(report.snapshot_s, 3),
+                read_s=round(report.read_s, 3), publish_s=round(report.publish_s, 3),
+                compact_s=round(report.compact_s, 3),
             )
             for listener in self.on_report:
                 listener(report)
 
     def _run(self, feed: DataFrame, batch_id: int) -> BatchReport:
+        """Two passes: read the feed once (persisted), then one job that publishes everything."""
         from pyspark import StorageLevel
 
         started = time.monotonic()
-        planned = self._plan(feed, batch_id).persist(StorageLevel.MEMORY_AND_DISK)
+        report = BatchReport(self.table.name, batch_id)
+        keyed = diff.keyed(self.compiled.apply(feed), self.target_schema, self.table.key_columns)
+        keyed = keyed.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            report = self._count(planned, batch_id)
-            report.plan_s = time.monotonic() - started
-            if report.published or report.quarantined:
-                planned.where(planned["action"].isin(*PUBLISHED)).select(
-                    "action", "key", "value", "version", "problem"
-                ).foreachPartition(self.publisher)
-            report.publish_s = time.monotonic() - started - report.plan_s
-            if report.published:
-                self.snapshot.append(
-                    planned.where(planned["action"].isin("upsert", "delete")).select(
-                        "key", "row_hash", "version", planned["action"].alias("op")
-                    )
-                )
-                self._maybe_compact()
+            self._read_totals(keyed, report)
+            report.read_s = time.monotonic() - started
+            if report.rows_in:
+                self._publish(keyed, batch_id, report)
+                report.publish_s = time.monotonic() - started - report.read_s
+                if report.published:
+                    self._maybe_compact()
         finally:
-            planned.unpersist()
+            keyed.unpersist()
         report.duration_s = time.monotonic() - started
-        report.snapshot_s = report.duration_s - report.plan_s - report.publish_s
+        report.compact_s = report.duration_s - report.read_s - report.publish_s
         return report
 
-    def _plan(self, feed: DataFrame, batch_id: int) -> DataFrame:
+    def _read_totals(self, keyed: DataFrame, report: BatchReport) -> None:
+        """Materialize the persisted feed and read its totals: one small row, never the data."""
         from pyspark.sql import functions as F
 
-        classified = plan(self.compiled.apply(feed), self.snapshot, self.target_schema, self.table.key_columns)
+        totals = keyed.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.min(COMMIT_VERSION).alias("min_version"),
+            F.max(COMMIT_VERSION).alias("max_version"),
+            F.max(F.unix_micros(COMMIT_TIMESTAMP)).alias("max_commit_micros"),
+        ).first()
+        assert totals is not None
+        report.rows_in = int(totals["rows"])
+        report.min_version, report.max_version = totals["min_version"], totals["max_version"]
+        if totals["max_commit_micros"] is not None:
+            report.max_commit_ts = totals["max_commit_micros"] / 1e6
+
+    def _publish(self, keyed: DataFrame, batch_id: int, report: BatchReport) -> None:
+        """Classify, publish and log to the state snapshot in one job; counts via accumulators."""
+        spark = keyed.sparkSession
+        counters = {name: spark.sparkContext.accumulator(0) for name in (*ACTIONS, "group_rows")}
+        planned = self._plan(keyed, batch_id, small=report.rows_in <= SMALL_BATCH_ROWS)
+        state_rows = planned.mapInArrow(self.publisher.for_batch(counters), STATE_ROW_SCHEMA)
+        self.snapshot.append(state_rows)
+        for action in ACTIONS:
+            setattr(report, _COUNTER[action], counters[action].value)
+        survivors = sum(counters[action].value for action in ACTIONS)
+        report.collapsed = counters["group_rows"].value - survivors
+
+    def _plan(self, keyed: DataFrame, batch_id: int, *, small: bool) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        survivors = diff.collapse(keyed)
+        state = self.snapshot.state_for(survivors.select(F.col(PLAN_KEY).alias("key")), small=small)
+        classified = diff.classify(survivors, state, small=small)
         # A quarantined delete keeps its op in the dead-letter record, so a fix can replay it.
         op = F.when(
             F.col(ACTION) == "quarantine",
@@ -136,37 +168,12 @@ class TablePipeline:
         return classified.select(
             F.col(ACTION).alias("action"),
             F.col(PLAN_KEY).alias("key"),
-            F.when(F.col(ACTION).isin(*PUBLISHED), value).alias("value"),
+            F.when(F.col(ACTION).isin(*PUBLISHED), value).cast("binary").alias("value"),
             F.col(COMMIT_VERSION).alias("version"),
-            F.col(COMMIT_TIMESTAMP).alias("commit_ts"),
-            F.col(PLAN_HASH).alias("row_hash"),
             F.col(PROBLEM).alias("problem"),
+            F.col(PLAN_HASH).alias("row_hash"),
             F.col(GROUP_ROWS).alias("group_rows"),
         )
-
-    def _count(self, planned: DataFrame, batch_id: int) -> BatchReport:
-        """One small aggregate (one row per action), never the data itself."""
-        from pyspark.sql import functions as F
-
-        totals = planned.groupBy("action").agg(
-            F.count(F.lit(1)).alias("keys"),
-            F.sum("group_rows").alias("rows"),
-            F.min("version").alias("min_version"),
-            F.max("version").alias("max_version"),
-            F.max(F.unix_micros("commit_ts")).alias("max_commit_micros"),
-        )
-        report = BatchReport(self.table.name, batch_id)
-        survivors = 0
-        for row in totals.collect():  # at most five rows: one per action
-            setattr(report, _COUNTER[row["action"]], int(row["keys"]))
-            survivors += int(row["keys"])
-            report.rows_in += int(row["rows"] or 0)
-            report.min_version = _min(report.min_version, row["min_version"])
-            report.max_version = _max(report.max_version, row["max_version"])
-            if row["max_commit_micros"] is not None:
-                report.max_commit_ts = max(report.max_commit_ts or 0.0, row["max_commit_micros"] / 1e6)
-        report.collapsed = report.rows_in - survivors
-        return report
 
     def _maybe_compact(self) -> None:
         self.batches_done += 1
@@ -175,11 +182,3 @@ class TablePipeline:
 
 
 _COUNTER = {"upsert": "upserts", "delete": "deletes", "noop": "noops", "stale": "stale", "quarantine": "quarantined"}
-
-
-def _min(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _max(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)

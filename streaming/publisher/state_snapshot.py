@@ -46,6 +46,8 @@ class StateSnapshot:
     def __init__(self, spark: SparkSession, path: Path) -> None:
         self.spark = spark
         self.path = path
+        # True only when this process emptied the state itself: lookups can be skipped.
+        self._known_empty = False
 
     @property
     def base_path(self) -> str:
@@ -76,20 +78,27 @@ class StateSnapshot:
         """Replace the whole state with `base_rows` (key, row_hash, version); empty log."""
         _overwrite(base_rows, self.base_path)
         _overwrite(self.spark.createDataFrame([], LOG_DDL), self.log_path)
+        self._known_empty = self._base().isEmpty()
 
-    def state_for(self, keys: DataFrame) -> DataFrame:
-        """(key, row_hash, version) of the live keys among `keys` (a frame with a `key` column)."""
-        wanted = keys.select(KEY)
+    def state_for(self, keys: DataFrame, *, small: bool) -> DataFrame:
+        """(key, row_hash, version) of the live keys among `keys` (a frame with a `key` column).
+
+        `small`: few keys, so they are broadcast and the base is filtered where it is read
+        instead of being shuffled (the base holds every key of the table).
+        """
+        from pyspark.sql import functions as F
+
+        if self._known_empty:
+            return self.spark.createDataFrame([], BASE_DDL)
+        wanted = F.broadcast(keys.select(KEY)) if small else keys.select(KEY)
         return self._live(
             self._base().join(wanted, KEY, "left_semi"), self._log().join(wanted, KEY, "left_semi")
         )
 
-    def append(self, changes: DataFrame) -> None:
-        """Record published changes: columns key, row_hash, version, op ('upsert' | 'delete')."""
-        from pyspark.sql import functions as F
-
-        rows = changes.select(KEY, ROW_HASH, VERSION, (F.col("op") == "delete").alias(DELETED))
-        rows.write.format("delta").mode("append").save(self.log_path)
+    def append(self, entries: DataFrame) -> None:
+        """Record published changes: rows of (key, row_hash, version, deleted)."""
+        entries.write.format("delta").mode("append").save(self.log_path)
+        self._known_empty = False
 
     def compact(self) -> None:
         """Fold the log into the base (newest entry per key wins; deleted keys disappear)."""
