@@ -37,6 +37,7 @@ from lakesync.streaming.publisher import source
 from lakesync.streaming.publisher.kafka_sink import PartitionPublisher
 from lakesync.streaming.publisher.mapping import CompiledMapping, compile_mapping
 from lakesync.streaming.publisher.micro_batch import BatchReport, TablePipeline
+from lakesync.streaming.publisher.progress import Progress, save_progress
 from lakesync.streaming.publisher.schema_guard import SchemaRecord, compare, refusal
 from lakesync.streaming.publisher.state_snapshot import StateSnapshot
 
@@ -64,6 +65,7 @@ class StreamJob:
     on_report: list[Callable[[BatchReport], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _queries: dict[str, StreamingQuery] = field(default_factory=dict)
+    _recorded_batch: dict[str, int] = field(default_factory=dict)
 
     def run(self, spark: SparkSession | None = None) -> None:
         """Run until stopped (or, with once=True, until every table is caught up)."""
@@ -159,11 +161,22 @@ class StreamJob:
                 self._stop_gracefully()
                 return
             for name, query in list(self._queries.items()):
+                self._record_progress(by_name[name], query)
                 if query.isActive:
                     continue
                 del self._queries[name]
                 self._handle_end(spark, by_name[name], query)
             time.sleep(0.2)
+
+    def _record_progress(self, table: TableMapping, query: StreamingQuery) -> None:
+        """Write progress.json when the query completed a batch since the last look."""
+        last = query.lastProgress
+        if not last or self._recorded_batch.get(table.name) == last["batchId"]:
+            return
+        progress = Progress.from_query_progress(dict(last))
+        if progress is not None:
+            save_progress(table_state_dir(self.settings, table), progress)
+        self._recorded_batch[table.name] = last["batchId"]
 
     def _handle_end(self, spark: SparkSession, table: TableMapping, query: StreamingQuery) -> None:
         """A query ended: done (once), restart after a carried schema change, or fail."""

@@ -9,6 +9,8 @@ import pytest
 
 from lakesync.changes.envelope import Op
 from lakesync.config import LakesyncSettings, TableMapping
+from lakesync.streaming.publisher.job import table_state_dir
+from lakesync.streaming.publisher.progress import load_progress
 
 from .conftest import create_delta, delta_sql, events, read_new, read_topic
 
@@ -55,6 +57,8 @@ def test_insert_update_noop_update_and_delete(
     upsert = next(e for e in events(new) if e.op is Op.UPSERT)
     assert upsert.after == {"id": 1, "name": "anna", "city": "Recife"}
     assert upsert.table == table.name and upsert.source == table.source and upsert.batch_id == 1
+    progress = load_progress(table_state_dir(settings, table))
+    assert progress is not None and progress.completed_version == 3
 
 
 def test_several_commits_of_one_key_in_one_batch_publish_only_the_latest(
