@@ -66,10 +66,12 @@ class StreamJob:
     _stop: threading.Event = field(default_factory=threading.Event)
     _queries: dict[str, StreamingQuery] = field(default_factory=dict)
     _recorded_batch: dict[str, int] = field(default_factory=dict)
+    _published_version: dict[str, int] = field(default_factory=dict)
 
     def run(self, spark: SparkSession | None = None) -> None:
         """Run until stopped (or, with once=True, until every table is caught up)."""
         spark = spark or build_spark_session(self.settings.spark)
+        self.on_report.append(self._note_published)
         self._ensure_topics()
         for table in self.tables:
             self._queries[table.name] = self._start(spark, table)
@@ -168,12 +170,17 @@ class StreamJob:
                 self._handle_end(spark, by_name[name], query)
             time.sleep(0.2)
 
+    def _note_published(self, report: BatchReport) -> None:
+        if report.max_version is not None:
+            previous = self._published_version.get(report.table, report.max_version)
+            self._published_version[report.table] = max(previous, report.max_version)
+
     def _record_progress(self, table: TableMapping, query: StreamingQuery) -> None:
         """Write progress.json when the query completed a batch since the last look."""
         last = query.lastProgress
         if not last or self._recorded_batch.get(table.name) == last["batchId"]:
             return
-        progress = Progress.from_query_progress(dict(last))
+        progress = Progress.from_query_progress(dict(last), self._published_version.get(table.name))
         if progress is not None:
             save_progress(table_state_dir(self.settings, table), progress)
         self._recorded_batch[table.name] = last["batchId"]

@@ -1,12 +1,15 @@
 """How far the streaming job has published each table, recorded beside its checkpoint.
 
-`<state_dir>/<table>/progress.json` holds the newest Delta version whose changes are all
-published to Kafka (and logged in the state snapshot), written after each completed batch.
-`lakesync reconcile` pins its comparison to this version, and the Delta version lag is the
-table's latest version minus it.
+`<state_dir>/<table>/progress.json`, written after each completed batch, holds:
 
-The version comes from the Delta source's end offset: `reservoirVersion` is the next version to
-read (with `index` -1 when none of it was read), so every version before it is complete.
+- `completed_version`: the newest Delta version whose changes are certainly all published (and
+  logged in the state snapshot). It comes from the Delta source's end offset, whose
+  `reservoirVersion` is the version being read: with `index` -1 none of it was read, otherwise up
+  to file `index` of it — which may or may not be its last file, so only the versions before it
+  count as complete. `lakesync reconcile` pins its comparison to this version.
+- `published_version`: the newest version any published change came from; the Delta version lag
+  is the table's latest version minus this (the conservative one would show a lag of 1 forever
+  when the table is idle after a batch that ended mid-offset).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ class Progress:
     completed_version: int
     batch_id: int
     updated_at: str
+    published_version: int | None = None
 
     @classmethod
-    def from_query_progress(cls, progress: dict[str, Any]) -> Progress | None:
+    def from_query_progress(cls, progress: dict[str, Any], published_version: int | None = None) -> Progress | None:
         """From a StreamingQueryProgress (as a dict); None if it has no Delta end offset."""
         sources = progress.get("sources") or []
         if not sources or not sources[0].get("endOffset"):
@@ -36,10 +40,12 @@ class Progress:
         offset = json.loads(end) if isinstance(end, str) else end
         if "reservoirVersion" not in offset:
             return None
+        completed = int(offset["reservoirVersion"]) - 1
         return cls(
-            completed_version=int(offset["reservoirVersion"]) - 1,
+            completed_version=completed,
             batch_id=int(progress["batchId"]),
             updated_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+            published_version=max(completed, published_version) if published_version is not None else completed,
         )
 
 

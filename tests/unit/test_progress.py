@@ -29,3 +29,9 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     save_progress(tmp_path, Progress(5, 2, "2026-11-22T00:00:00+00:00"))
     assert load_progress(tmp_path) == Progress(5, 2, "2026-11-22T00:00:00+00:00")
     assert load_progress(tmp_path / "missing") is None
+
+
+def test_published_version_is_the_newest_seen_in_data() -> None:
+    partial = {**END, "index": 0}
+    progress = Progress.from_query_progress({"batchId": 4, "sources": [{"endOffset": partial}]}, published_version=7)
+    assert progress is not None and (progress.completed_version, progress.published_version) == (6, 7)
