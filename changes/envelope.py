@@ -20,8 +20,9 @@ Message value (UTF-8 JSON object):
 
 A delete is followed by a tombstone: same key, null value, headers `lakesync-op: delete`,
 `lakesync-table`, `lakesync-version` and `lakesync-key-types` (JSON list of the key columns'
-PostgreSQL types), so compaction forgets the key while a consumer that only sees the tombstone
-can still apply a version-guarded delete. Every message carries the headers
+PostgreSQL types), plus `lakesync-repair: 1` when the delete is a reconcile repair, so
+compaction forgets the key while a consumer that only sees the tombstone can still apply the
+same version-guarded delete. Every message carries the headers
 `lakesync-envelope: 1` and `lakesync-table`.
 
 Values in `key` and `after`, by PostgreSQL type (exact, nothing goes through a float that
@@ -62,6 +63,7 @@ HEADER_OP = "lakesync-op"
 HEADER_TABLE = "lakesync-table"
 HEADER_VERSION = "lakesync-version"
 HEADER_KEY_TYPES = "lakesync-key-types"
+HEADER_REPAIR = "lakesync-repair"
 REPAIR_BATCH_ID = -1
 
 # Options under which Spark's to_json writes the value formats above (streaming/publisher).
@@ -127,14 +129,17 @@ def encode_event(event: ChangeEvent) -> tuple[bytes, bytes, list[tuple[str, byte
     return _compact(key), _compact(body), _headers(event)
 
 
-def tombstone_headers(table: str, version: int, key_types: Sequence[str]) -> list[tuple[str, bytes]]:
-    return [
+def tombstone_headers(
+    table: str, version: int, key_types: Sequence[str], *, repair: bool = False
+) -> list[tuple[str, bytes]]:
+    headers = [
         (HEADER_ENVELOPE, str(ENVELOPE_VERSION).encode()),
         (HEADER_TABLE, table.encode()),
         (HEADER_OP, b"delete"),
         (HEADER_VERSION, str(version).encode()),
         (HEADER_KEY_TYPES, _compact(list(key_types))),
     ]
+    return [*headers, (HEADER_REPAIR, b"1")] if repair else headers
 
 
 def encode_value(value: Any, pg_type: str) -> Any:
@@ -248,6 +253,7 @@ def _decode_tombstone(key: bytes | None, headers: dict[str, bytes]) -> ChangeEve
     return ChangeEvent(
         op=Op.DELETE, table=table, key=values, key_names=key_names, version=version,
         columns=tuple(TargetColumn(n, t) for n, t in zip(key_names, key_types)), is_tombstone=True,
+        batch_id=REPAIR_BATCH_ID if headers.get(HEADER_REPAIR) == b"1" else None,
     )
 
 

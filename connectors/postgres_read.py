@@ -13,7 +13,6 @@ read here equals the hash of the same row computed from Delta.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -22,6 +21,7 @@ from pyspark.sql import types as T
 
 from lakesync.changes.type_mapping import is_nested
 from lakesync.config import PostgresSettings
+from lakesync.connectors.postgres_schema import ExistingTable, TableRef, describe_table
 from lakesync.changes.envelope import SPARK_JSON_OPTIONS
 from lakesync.connectors.spark import column
 
@@ -31,45 +31,24 @@ if TYPE_CHECKING:
 _INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 
 
-@dataclass(frozen=True)
-class TargetTable:
-    """A PostgreSQL table as it exists now: its columns and their types (in table order)."""
-
-    schema: str
-    name: str
-    column_types: dict[str, str]
-
-    @property
-    def qualified(self) -> str:
-        return sql.Identifier(self.schema, self.name).as_string(None)
-
-
-def describe_table(pg: PostgresSettings, schema: str, name: str) -> TargetTable | None:
-    """The table's columns and types, or None when it does not exist."""
-    query = """
-        SELECT a.attname, format_type(a.atttypid, a.atttypmod)
-        FROM pg_attribute a
-        WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
-        ORDER BY a.attnum
-    """
+def existing_table(pg: PostgresSettings, ref: TableRef) -> ExistingTable | None:
+    """The table's columns and primary key now, or None when it does not exist."""
     with psycopg.connect(**pg.connection_kwargs()) as conn:
-        rows = conn.execute(query, (sql.Identifier(schema, name).as_string(conn),)).fetchall()
-    if not rows:
-        return None
-    return TargetTable(schema, name, {column: pg_type for column, pg_type in rows})
+        return describe_table(conn, ref)
 
 
 def read_table(
     spark: SparkSession,
     pg: PostgresSettings,
-    table: TargetTable,
+    ref: TableRef,
+    table: ExistingTable,
     columns: Sequence[str],
     key_columns: Sequence[str],
 ) -> DataFrame:
-    """`columns` of `table` (those that exist), read in parallel over bounded connections."""
-    existing = [c for c in columns if c in table.column_types]
+    """`columns` of the table (those that exist), read in parallel over bounded connections."""
+    present = [c for c in columns if c in table.columns]
     select = sql.SQL("(SELECT {} FROM {}) AS lakesync_read").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in existing), sql.Identifier(table.schema, table.name)
+        sql.SQL(", ").join(sql.Identifier(c) for c in present), ref.identifier
     )
     reader = (
         spark.read.format("jdbc")
@@ -80,8 +59,8 @@ def read_table(
     )
     partitions = pg.max_spark_connections
     first_key = key_columns[0]
-    if table.column_types.get(first_key) in _INTEGER_TYPES:
-        low, high = _key_bounds(pg, table, first_key)
+    if table.columns.get(first_key) in _INTEGER_TYPES:
+        low, high = _key_bounds(pg, ref, first_key)
         if low is not None and high is not None and partitions > 1:
             return (
                 reader.option("partitionColumn", first_key)
@@ -113,10 +92,8 @@ def align_to_schema(frame: DataFrame, schema: T.StructType) -> DataFrame:
     return frame.select(*aligned, *extra)
 
 
-def _key_bounds(pg: PostgresSettings, table: TargetTable, column: str) -> tuple[int | None, int | None]:
-    query = sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(
-        c=sql.Identifier(column), t=sql.Identifier(table.schema, table.name)
-    )
+def _key_bounds(pg: PostgresSettings, ref: TableRef, column: str) -> tuple[int | None, int | None]:
+    query = sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(c=sql.Identifier(column), t=ref.identifier)
     with psycopg.connect(**pg.connection_kwargs()) as conn:
         row = conn.execute(query).fetchone()
     return (row[0], row[1]) if row else (None, None)

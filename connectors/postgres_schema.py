@@ -182,14 +182,23 @@ def describe_table(conn: psycopg.Connection, ref: TableRef) -> ExistingTable | N
 
 
 def create_target_table(
-    conn: psycopg.Connection, ref: TableRef, columns: Sequence[TargetColumn], key_columns: Sequence[str]
+    conn: psycopg.Connection,
+    ref: TableRef,
+    columns: Sequence[TargetColumn],
+    key_columns: Sequence[str],
+    *,
+    primary_key: bool = True,
 ) -> None:
-    """CREATE TABLE with the envelope's columns, the bookkeeping columns and the key as primary key."""
+    """CREATE TABLE with the envelope's columns, the bookkeeping columns and the key as primary key.
+
+    `primary_key=False` leaves the key out, for a bulk load that adds it afterwards (rebuild).
+    """
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(ref.schema)))
     definitions = [_column_definition(c) for c in columns]
     definitions.append(sql.SQL("{} bigint NOT NULL").format(sql.Identifier(VERSION_COLUMN)))
     definitions.append(sql.SQL("{} timestamptz").format(sql.Identifier(COMMIT_TS_COLUMN)))
-    definitions.append(sql.SQL("PRIMARY KEY ({})").format(_identifiers(key_columns)))
+    if primary_key:
+        definitions.append(sql.SQL("PRIMARY KEY ({})").format(_identifiers(key_columns)))
     conn.execute(
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(ref.identifier, sql.SQL(", ").join(definitions))
     )

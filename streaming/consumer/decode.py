@@ -148,7 +148,8 @@ class TableDecoder:
             raise EnvelopeError(f"tombstone of table {event.table!r} on the topic of table {self.name!r}")
         key = self._key(orjson.loads(message.key() or b"null"))
         shape = self._key_shape({c.name: c.pg_type for c in event.columns})
-        return (key, (event.version, DELETE_RANK), shape, (*key, event.version, None, True, False), message)
+        repair = event.batch_id == REPAIR_BATCH_ID
+        return (key, (event.version, DELETE_RANK), shape, (*key, event.version, None, True, repair), message)
 
     def _key_shape(self, types: dict[str, str]) -> Shape:
         try:

@@ -40,6 +40,8 @@ from lakesync.streaming.publisher.micro_batch import BatchReport, TablePipeline
 from lakesync.streaming.publisher.progress import Progress, save_progress
 from lakesync.streaming.publisher.schema_guard import SchemaRecord, compare, refusal
 from lakesync.streaming.publisher.state_snapshot import StateSnapshot
+from lakesync.streaming.publisher.stream_reset import checkpoint_dir, resume_version
+from lakesync.streaming.publisher.table_lock import TableLock
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -66,16 +68,24 @@ class StreamJob:
     _stop: threading.Event = field(default_factory=threading.Event)
     _queries: dict[str, StreamingQuery] = field(default_factory=dict)
     _recorded_batch: dict[str, int] = field(default_factory=dict)
+    _locks: dict[str, TableLock] = field(default_factory=dict)
     _published_version: dict[str, int] = field(default_factory=dict)
 
     def run(self, spark: SparkSession | None = None) -> None:
         """Run until stopped (or, with once=True, until every table is caught up)."""
         spark = spark or build_spark_session(self.settings.spark)
         self.on_report.append(self._note_published)
-        self._ensure_topics()
-        for table in self.tables:
-            self._queries[table.name] = self._start(spark, table)
-        self._supervise(spark)
+        try:
+            for table in self.tables:  # before anything else: a rebuild may be running
+                lock = TableLock(table_state_dir(self.settings, table), table.name, "streaming")
+                self._locks[table.name] = lock.acquire()
+            self._ensure_topics()
+            for table in self.tables:
+                self._queries[table.name] = self._start(spark, table)
+            self._supervise(spark)
+        finally:
+            for lock in self._locks.values():
+                lock.release()
 
     def request_stop(self, *_: Any) -> None:
         """Signal handler / API: finish the running batches, then stop."""
@@ -99,7 +109,7 @@ class StreamJob:
             source.require_change_feed(spark, table)
             state = table_state_dir(self.settings, table)
             self._check_schema(spark, table, state)
-            feed = source.change_feed(spark, table)
+            feed = source.change_feed(spark, table, starting_version=resume_version(state))
             compiled = compile_mapping(spark, table)
             target_schema = CompiledMapping.target_schema(compiled.apply(feed))
             target_columns(target_schema)  # unsupported types fail here, naming the column
@@ -118,7 +128,7 @@ class StreamJob:
             writer = (
                 feed.writeStream.foreachBatch(pipeline)
                 .queryName(f"lakesync-{table.name}")
-                .option("checkpointLocation", str(state / "checkpoint"))
+                .option("checkpointLocation", str(checkpoint_dir(state)))
             )
             writer = (
                 writer.trigger(availableNow=True)

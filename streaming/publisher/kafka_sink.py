@@ -45,6 +45,10 @@ class PartitionPublisher:
     dead_letter_topic: str
     table: str
     key_types: Sequence[str]
+    # Which lakesync step set quarantined rows aside (the dead-letter stage header).
+    stage: str = "stream"
+    # Reconcile repairs: their tombstones say so, like their envelopes (batch_id -1).
+    repair: bool = False
 
     def for_batch(self, counters: dict[str, Any]) -> Callable[[Iterable[Any]], Iterator[Any]]:
         """The partition function for one batch, counting into that batch's accumulators."""
@@ -99,11 +103,11 @@ class PartitionPublisher:
         if action == "delete":
             return [
                 (self.topic, encoded_key, value, self._headers),
-                (self.topic, encoded_key, None, tombstone_headers(self.table, version, self.key_types)),
+                (self.topic, encoded_key, None, tombstone_headers(self.table, version, self.key_types, repair=self.repair)),
             ]
         reason = problem or "unknown"
         letter = DeadLetter(
-            stage="stream",
+            stage=self.stage,
             error_class=reason.split(":", 1)[0],
             message=f"row cannot be synced: {reason}",
             table=self.table,

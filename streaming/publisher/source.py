@@ -17,11 +17,15 @@ class SourceError(LakesyncError):
     """A source table is missing or cannot be streamed (e.g. change data feed is off)."""
 
 
-def change_feed(spark: SparkSession, table: TableMapping) -> DataFrame:
-    """readChangeFeed stream with the mapping's start version and rate limits."""
+def change_feed(spark: SparkSession, table: TableMapping, *, starting_version: int | None = None) -> DataFrame:
+    """readChangeFeed stream with the start version (a rebuild's, else the mapping's) and rate limits.
+
+    The start version only matters for a fresh checkpoint: an existing one knows where it is.
+    """
     reader = spark.readStream.format("delta").option("readChangeFeed", "true")
-    if table.starting_version is not None:
-        reader = reader.option("startingVersion", str(table.starting_version))
+    start = starting_version if starting_version is not None else table.starting_version
+    if start is not None:
+        reader = reader.option("startingVersion", str(start))
     if table.max_files_per_trigger is not None:
         reader = reader.option("maxFilesPerTrigger", str(table.max_files_per_trigger))
     if table.max_bytes_per_trigger is not None:

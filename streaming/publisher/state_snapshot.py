@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 from lakesync.changes.row_hash import row_hash_column
 from lakesync.config import PostgresSettings, TableMapping
-from lakesync.connectors.postgres_read import align_to_schema, describe_table, read_table
+from lakesync.connectors.postgres_read import align_to_schema, existing_table, read_table
+from lakesync.connectors.postgres_schema import VERSION_COLUMN, TableRef
 from lakesync.connectors.spark import column
 from lakesync.logs import get_logger
 from lakesync.streaming.publisher.envelope_spark import key_json
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 KEY, ROW_HASH, VERSION, DELETED = "key", "row_hash", "version", "deleted"
 BASE_DDL = "key STRING NOT NULL, row_hash BIGINT, version BIGINT NOT NULL"
 LOG_DDL = BASE_DDL + ", deleted BOOLEAN NOT NULL"
-VERSION_COLUMN = "_lakesync_version"
 
 log = get_logger(__name__)
 
@@ -62,12 +62,13 @@ class StateSnapshot:
 
     def seed(self, pg: PostgresSettings, table: TableMapping, target_schema: StructType) -> int:
         """Create the snapshot from the target table's rows (empty if the table is missing)."""
-        target = describe_table(pg, table.target_schema, table.target_table)
-        if target is None or VERSION_COLUMN not in target.column_types:
+        ref = TableRef(table.target_schema, table.target_table)
+        target = existing_table(pg, ref)
+        if target is None or VERSION_COLUMN not in target.columns:
             rows = self.spark.createDataFrame([], BASE_DDL)
         else:
             names = [f.name for f in target_schema.fields] + [VERSION_COLUMN]
-            raw = read_table(self.spark, pg, target, names, table.key_columns)
+            raw = read_table(self.spark, pg, ref, target, names, table.key_columns)
             rows = snapshot_rows(align_to_schema(raw, target_schema), target_schema, table.key_columns)
         self.reset(rows)
         count = self._base().count()
@@ -100,10 +101,21 @@ class StateSnapshot:
         entries.write.format("delta").mode("append").save(self.log_path)
         self._known_empty = False
 
-    def compact(self) -> None:
-        """Fold the log into the base (newest entry per key wins; deleted keys disappear)."""
-        _overwrite(self._live(self._base(), self._log()), self.base_path)
-        _overwrite(self.spark.createDataFrame([], LOG_DDL), self.log_path)
+    def compact(self) -> bool:
+        """Fold the log into the base (newest entry per key wins; deleted keys disappear).
+
+        A concurrent append (a reconcile repair) can make Delta refuse the rewrite; the log then
+        simply stays unfolded until the next compaction. Returns whether it folded.
+        """
+        try:
+            _overwrite(self._live(self._base(), self._log()), self.base_path)
+            _overwrite(self.spark.createDataFrame([], LOG_DDL), self.log_path)
+        except Exception as exc:
+            if not _is_concurrent_write(exc):
+                raise
+            log.info("state snapshot compaction deferred: concurrent write", condition=exc.getCondition())  # type: ignore[attr-defined]
+            return False
+        return True
 
     def _base(self) -> DataFrame:
         return self.spark.read.format("delta").load(self.base_path)
@@ -131,6 +143,12 @@ def snapshot_rows(frame: DataFrame, target_schema: StructType, key_columns: list
         row_hash_column(target_schema).alias(ROW_HASH),
         column(VERSION_COLUMN).cast("long").alias(VERSION),
     )
+
+
+def _is_concurrent_write(exc: Exception) -> bool:
+    """Delta's optimistic-concurrency conflicts (DELTA_CONCURRENT_APPEND, _DELETE_READ, ...)."""
+    condition = getattr(exc, "getCondition", lambda: None)()
+    return isinstance(condition, str) and condition.startswith("DELTA_CONCURRENT")
 
 
 def _overwrite(rows: DataFrame, path: str) -> None:

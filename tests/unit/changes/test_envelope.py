@@ -113,3 +113,12 @@ def test_special_floats_and_exact_decimals() -> None:
     assert encode_value(Decimal("1E-7"), "numeric(20,10)") == "0.0000001"
     with pytest.raises(ValueError, match="decimal string"):
         decode_value(0.1, "numeric(5,2)")
+
+
+def test_a_repair_tombstone_decodes_as_a_repair() -> None:
+    """A repair's tombstone must not shadow its repair delete with an ordinary one."""
+    from lakesync.changes.envelope import REPAIR_BATCH_ID
+
+    got = decode_event(b'{"id":7}', None, tombstone_headers("people", 11, ["bigint"], repair=True))
+    assert got.batch_id == REPAIR_BATCH_ID
+    assert decode_event(b'{"id":7}', None, tombstone_headers("people", 11, ["bigint"])).batch_id is None

@@ -88,6 +88,12 @@ def test_tombstone_becomes_a_keyed_delete() -> None:
     assert change[KEY] == (7,) and change[ORDER] == (9, 0) and change[ROW] == (7, 9, None, True, False)
 
 
+def test_a_repair_tombstone_stays_a_repair() -> None:
+    """Compaction keeps the later of a repair delete and its tombstone: both must be repairs."""
+    msg = FakeMessage(b'{"id":7}', None, tombstone_headers("people", 9, ["bigint"], repair=True))
+    assert TableDecoder("people", ["id"]).decode(msg)[ROW] == (7, 9, None, True, True)
+
+
 def test_shapes_are_shared_while_the_columns_stay_the_same() -> None:
     """One Shape object per distinct column list, a new one when the source adds a column."""
     decoder = TableDecoder("people", ["id"])

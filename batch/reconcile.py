@@ -1,0 +1,275 @@
+"""`lakesync reconcile`: a distributed full comparison of a Delta table and its PostgreSQL copy.
+
+Both sides are hashed with the canonical row hash (changes/row_hash.py) in Spark, then fully
+outer-joined on the canonical key. Only counts and a bounded sample of differing keys ever reach
+the driver; the seed's CompareData collected both tables instead.
+
+Comparing while the pipeline runs without reporting false drift:
+
+- the source is read at one pinned version V: by default the newest version the streaming job
+  completely published (progress.json), else the table's latest;
+- before reading PostgreSQL, reconcile waits until the consumer group has applied the topic up
+  to its current end, so everything published for versions <= V is in PostgreSQL;
+- PostgreSQL rows with `_lakesync_version` > V, and keys whose tombstone is newer than V, were
+  changed after V: they are counted apart (`newer_in_target`, `deleted_after_pin`), not drift.
+
+Every key lands in exactly one class:
+
+    equal              same canonical hash on both sides
+    different          both sides have the key, hashes differ            (drift)
+    missing_in_target  only the source has it                            (drift)
+    extra_in_target    only PostgreSQL has it (version <= V)             (drift)
+    newer_in_target    PostgreSQL holds a change made after V
+    deleted_after_pin  PostgreSQL deleted it after V (tombstone > V)
+    unsyncable         source rows the mapping quarantines (null key, failed cast, NUL)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lakesync.batch.consumer_position import wait_for_consumer
+from lakesync.batch.pinned_source import PinnedSource, pin
+from lakesync.batch.spark_progress import spark_progress
+from lakesync.changes.envelope import SPARK_JSON_OPTIONS
+from lakesync.changes.row_hash import row_hash_column, token_column
+from lakesync.config import LakesyncSettings, TableMapping
+from lakesync.connectors.postgres_read import align_to_schema, existing_table, read_table
+from lakesync.connectors.postgres_schema import BOOKKEEPING_SCHEMA, VERSION_COLUMN, TableRef, tombstone_table_name
+from lakesync.connectors.spark import column
+from lakesync.logs import get_logger
+from lakesync.streaming.publisher.envelope_spark import json_ready, key_json
+from lakesync.streaming.publisher.job import table_state_dir
+from lakesync.streaming.publisher.mapping import PROBLEM
+from lakesync.streaming.publisher.progress import load_progress
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+log = get_logger(__name__)
+
+DRIFT_KINDS = ("different", "missing_in_target", "extra_in_target")
+KINDS = ("equal", *DRIFT_KINDS, "newer_in_target", "deleted_after_pin")
+KEY, KIND = "_ls_key", "_ls_kind"
+
+
+@dataclass
+class Counts:
+    equal: int = 0
+    different: int = 0
+    missing_in_target: int = 0
+    extra_in_target: int = 0
+    newer_in_target: int = 0
+    deleted_after_pin: int = 0
+    unsyncable: int = 0
+
+    @property
+    def drift(self) -> int:
+        return self.different + self.missing_in_target + self.extra_in_target
+
+
+@dataclass
+class ReconcileResult:
+    table: str
+    target: str
+    version: int
+    pinned_by: str
+    counts: Counts
+    sample: list[dict[str, Any]] = field(default_factory=list)
+    repaired: int = 0
+    waited_for_consumer_s: float = 0.0
+    duration_s: float = 0.0
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        body["drift"] = self.counts.drift
+        body["in_sync"] = self.counts.drift == 0
+        return json.dumps(body, indent=2, default=str)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The classified keys (lazy) and what produced them, for the sample and repairs."""
+
+    pinned: PinnedSource
+    source: DataFrame  # mapped source rows with KEY, syncable only
+    target: DataFrame | None  # aligned target rows with KEY and the version column
+    classified: DataFrame  # KEY, KIND
+
+
+def choose_version(settings: LakesyncSettings, table: TableMapping, requested: int | None) -> tuple[int | None, str]:
+    """The version to pin and why: requested, the stream's progress, or the latest (None)."""
+    if requested is not None:
+        return requested, "requested"
+    progress = load_progress(table_state_dir(settings, table))
+    if progress is not None:
+        return progress.completed_version, "stream progress"
+    return None, "latest"
+
+
+def reconcile(
+    spark: SparkSession,
+    settings: LakesyncSettings,
+    table: TableMapping,
+    *,
+    version: int | None = None,
+    wait_s: float | None = 300.0,
+    sample_size: int = 20,
+    repair: bool = False,
+) -> ReconcileResult:
+    """Compare, report and (optionally) repair one table mapping."""
+    from lakesync.batch.repair import publish_repairs
+
+    started = time.monotonic()
+    wanted, pinned_by = choose_version(settings, table, version)
+    waited = 0.0
+    if wait_s is not None and pinned_by == "stream progress":
+        waited = wait_for_consumer(
+            settings, table, wait_s, on_wait=lambda n: log.info("waiting for the consumer", behind=n)
+        )
+    pinned = pin(spark, table, wanted)
+    log.info("reconciling", table=table.name, version=pinned.version, pinned_by=pinned_by)
+    comparison = compare(spark, settings, pinned)
+    with spark_progress(spark, f"reconcile {table.name} @ v{pinned.version}"):
+        counts = count(comparison)
+        sample = describe_sample(comparison, sample_size) if counts.drift else []
+        repaired = publish_repairs(spark, settings, comparison) if repair and counts.drift else 0
+    target = f"{table.target_schema}.{table.target_table}"
+    return ReconcileResult(
+        table.name, target, pinned.version, pinned_by, counts, sample, repaired, waited, time.monotonic() - started
+    )
+
+
+def compare(spark: SparkSession, settings: LakesyncSettings, pinned: PinnedSource) -> Comparison:
+    """Classify every key of both sides (lazy: nothing runs until counted)."""
+    from pyspark.sql import functions as F
+
+    table, schema = pinned.table, pinned.schema
+    source = pinned.rows.where(F.col(PROBLEM).isNull()).select("*", key_json(schema, table.key_columns).alias(KEY))
+    ref = TableRef(table.target_schema, table.target_table)
+    existing = existing_table(settings.postgres, ref)
+    target = None
+    if existing is not None:
+        names = [f.name for f in schema.fields] + [VERSION_COLUMN]
+        raw = read_table(spark, settings.postgres, ref, existing, names, table.key_columns)
+        aligned = align_to_schema(raw, schema)
+        target = aligned.select("*", key_json(schema, table.key_columns).alias(KEY))
+    both = _join(
+        source.select(KEY, row_hash_column(schema).alias("_ls_source_hash")),
+        _target_hashes(target, schema),
+        _tombstones(spark, settings, pinned),
+    )
+    return Comparison(pinned, source, target, both.select(KEY, _kind(pinned.version).alias(KIND)))
+
+
+def count(comparison: Comparison) -> Counts:
+    """One small aggregate per class (plus the quarantined source rows)."""
+    from pyspark.sql import functions as F
+
+    counts = Counts()
+    for row in comparison.classified.groupBy(KIND).agg(F.count(F.lit(1)).alias("n")).collect():  # <= 6 rows
+        setattr(counts, row[KIND], int(row["n"]))
+    counts.unsyncable = comparison.pinned.rows.where(F.col(PROBLEM).isNotNull()).count()
+    return counts
+
+
+def describe_sample(comparison: Comparison, size: int) -> list[dict[str, Any]]:
+    """Up to `size` drifted keys, with the differing columns and both values of each."""
+    from pyspark.sql import functions as F
+
+    schema = comparison.pinned.schema
+    drifted = comparison.classified.where(F.col(KIND).isin(*DRIFT_KINDS)).limit(size)
+    source = comparison.source.select(KEY, *[_as_json(f.name, f.dataType).alias(f"s_{f.name}") for f in schema.fields],
+                                      *[token_column(column(f.name), f.dataType).alias(f"st_{f.name}") for f in schema.fields])
+    # Right joins: the few drifted keys are broadcast, each big side is only scanned.
+    picked = source.join(F.broadcast(drifted), KEY, "right")
+    if comparison.target is not None:
+        target = comparison.target.select(
+            KEY, *[_as_json(f.name, f.dataType).alias(f"t_{f.name}") for f in schema.fields],
+            *[token_column(column(f.name), f.dataType).alias(f"tt_{f.name}") for f in schema.fields],
+        )
+        picked = target.join(F.broadcast(picked), KEY, "right")
+    rows = picked.collect()  # bounded by `size`
+    return [_sample_entry(row, schema, comparison.target is not None) for row in rows]
+
+
+def _sample_entry(row: Any, schema: StructType, has_target: bool) -> dict[str, Any]:
+    values = row.asDict()
+    entry: dict[str, Any] = {"key": json.loads(values[KEY]), "kind": values[KIND], "columns": {}}
+    for f in schema.fields:
+        source_value = _loads(values.get(f"s_{f.name}"))
+        target_value = _loads(values.get(f"t_{f.name}")) if has_target else None
+        if values[KIND] == "different" and values.get(f"st_{f.name}") == values.get(f"tt_{f.name}"):
+            continue
+        entry["columns"][f.name] = {"source": source_value, "target": target_value}
+    return entry
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)["v"]
+
+
+def _as_json(name: str, data_type: Any) -> Column:
+    """The value as envelope JSON text ({"v": ...}), so the report shows exact values."""
+    from pyspark.sql import functions as F
+
+    return F.to_json(F.struct(json_ready(column(name), data_type).alias("v")), SPARK_JSON_OPTIONS)
+
+
+def _target_hashes(target: DataFrame | None, schema: StructType) -> DataFrame | None:
+    if target is None:
+        return None
+    return target.select(
+        KEY, row_hash_column(schema).alias("_ls_target_hash"), column(VERSION_COLUMN).alias("_ls_target_version")
+    )
+
+
+def _tombstones(spark: SparkSession, settings: LakesyncSettings, pinned: PinnedSource) -> DataFrame | None:
+    """Deleted keys with their delete version, from the consumer's tombstone table (if any)."""
+    from pyspark.sql import types as T
+
+    table = pinned.table
+    ref = TableRef(BOOKKEEPING_SCHEMA, tombstone_table_name(TableRef(table.target_schema, table.target_table)))
+    existing = existing_table(settings.postgres, ref)
+    if existing is None:
+        return None
+    raw = read_table(spark, settings.postgres, ref, existing, [*table.key_columns, VERSION_COLUMN], table.key_columns)
+    keys = T.StructType([f for f in pinned.schema.fields if f.name in table.key_columns])
+    aligned = align_to_schema(raw, keys)
+    return aligned.select(
+        key_json(pinned.schema, table.key_columns).alias(KEY), column(VERSION_COLUMN).alias("_ls_deleted_version")
+    )
+
+
+def _join(source: DataFrame, target: DataFrame | None, tombstones: DataFrame | None) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    if target is None:
+        target = source.sparkSession.createDataFrame(
+            [], f"{KEY} string, _ls_target_hash long, _ls_target_version long"
+        )
+    joined = source.join(target, KEY, "full_outer")
+    if tombstones is None:
+        return joined.select("*", F.lit(None).cast("long").alias("_ls_deleted_version"))
+    return joined.join(tombstones, KEY, "left")
+
+
+def _kind(version: int) -> Column:
+    from pyspark.sql import functions as F
+
+    in_source = F.col("_ls_source_hash").isNotNull()
+    in_target = F.col("_ls_target_version").isNotNull()
+    target_newer = in_target & (F.col("_ls_target_version") > version)
+    deleted_later = F.coalesce(F.col("_ls_deleted_version") > version, F.lit(False))
+    return (
+        F.when(target_newer, F.lit("newer_in_target"))
+        .when(in_source & in_target & (F.col("_ls_source_hash") == F.col("_ls_target_hash")), F.lit("equal"))
+        .when(in_source & in_target, F.lit("different"))
+        .when(in_source & deleted_later, F.lit("deleted_after_pin"))
+        .when(in_source, F.lit("missing_in_target"))
+        .otherwise(F.lit("extra_in_target"))
+    )
