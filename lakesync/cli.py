@@ -173,6 +173,19 @@ def rebuild_command(
     )
 
 
+@app.command()
+def demo(
+    home: Annotated[Path, typer.Option("--home", help="Where the demo keeps its servers, lake and state.")] = Path(".lakesync/demo"),
+    rows: Annotated[int, typer.Option(help="People in the sample registry.")] = 2000,
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the embedded servers up.")] = False,
+) -> None:
+    """Run the whole pipeline on embedded Kafka + PostgreSQL with a sample Delta table."""
+    from lakesync.deploy.demo import run_demo
+
+    configure_logging(_Globals.log_level or "WARNING", _Globals.log_format)
+    raise typer.Exit(run_demo(home, rows=rows, keep_running=keep_running))
+
+
 @app.command("check-config")
 def check_config() -> None:
     """Validate the configuration and print it with secrets masked."""
@@ -217,12 +230,10 @@ def main() -> None:
         sys.exit(EXIT_ERROR)
     except typer.Abort:
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(EXIT_CONFIG)
-        raise
+    except typer.TyperException as exc:  # usage errors (typer's bundled click exceptions)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        sys.exit(getattr(exc, "exit_code", EXIT_CONFIG))
     # Without standalone mode click returns typer.Exit's code instead of exiting.
     sys.exit(result if isinstance(result, int) else 0)

@@ -15,7 +15,7 @@ from .conftest import create_delta, events, read_topic
 
 pytestmark = pytest.mark.integration
 
-UF_CSV = str(Path(__file__).parents[3] / "deploy" / "demo" / "uf_ibge.csv")
+UF_CSV = str(Path(__file__).parents[3] / "deploy" / "sample_data" / "uf_ibge.csv")
 
 
 def test_mapping_with_lookup_compiles_to_the_expected_columns(
