@@ -334,7 +334,7 @@ class ConsumerService:
         for table, count in batch.messages_by_table.items():
             metrics.MESSAGES.labels(table).inc(count)
         self._commit_to_kafka(batch)
-        with correlation(topics=batch.topics, offsets=batch.describe_offsets()):
+        with correlation(tables=batch.tables, topics=batch.topics, offsets=batch.describe_offsets()):
             log.info(
                 "batch applied",
                 messages=batch.messages,
