@@ -230,7 +230,7 @@ class ConsumerSettings(_Section):
     retry_deadline_s: float = Field(default=300.0, gt=0)
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)
     retry_max_backoff_s: float = Field(default=10.0, gt=0)
-    # /healthz, /readyz and /metrics; 0 = no HTTP server.
+    # /healthz, /readyz, /metrics, /lag, /lag/history and /dashboard; 0 = no HTTP server.
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=0, ge=0, le=65535)
     auto_create_tables: bool = True
