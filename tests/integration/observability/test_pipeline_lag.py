@@ -183,7 +183,15 @@ def test_both_processes_export_what_the_dashboard_and_alerts_query(pipeline: Pip
     assert stream_metrics[f'lakesync_stream_rows_total{{outcome="upsert",table="{table}"}}'] >= 30
     assert stream_metrics[f'lakesync_stream_rows_read_total{{table="{table}"}}'] >= 30
     assert stream_metrics[f'lakesync_stream_batch_duration_seconds_count{{table="{table}"}}'] > 0
-    assert stream_metrics[f'lakesync_stream_delta_version_lag{{table="{table}"}}'] >= 0
+
+    def version_lag_consistent() -> bool:  # the three gauges are set one after the other: rescrape
+        found = scrape(line.job.observer.http_port)  # type: ignore[arg-type]
+        source = found[f'lakesync_stream_source_version{{table="{table}"}}']
+        published = found[f'lakesync_stream_published_version{{table="{table}"}}']
+        lag = found[f'lakesync_stream_delta_version_lag{{table="{table}"}}']
+        return source >= 1 and source >= published >= 0 and lag == source - published
+
+    wait_until(version_lag_consistent, 15, "latest - published = version lag")
     assert stream_metrics[f'lakesync_stream_publish_errors_total{{table="{table}"}}'] == 0
     assert http_get(line.job.observer.http_port, "/healthz")[0] == 200
     assert http_get(line.job.observer.http_port, "/readyz")[0] == 200
@@ -238,3 +246,52 @@ def test_built_in_page_draws_live_lag_in_chromium(pipeline: Pipeline) -> None:
         assert not errors, errors
         assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000
+
+
+def test_one_change_can_be_followed_from_the_stream_job_to_the_postgresql_commit(pipeline: Pipeline) -> None:
+    """The stream's `batch published` and the consumer's `batch applied` share topic/partition/offset ranges."""
+    import structlog
+    from structlog.testing import LogCapture
+
+    pipeline.start_consumer()
+    capture = LogCapture()
+    previous = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        def followed() -> bool:
+            return bool(_matches(capture.entries))
+
+        wait_until(followed, 90, "a published batch and the consumer batch that applied it")
+    finally:
+        structlog.configure(**previous)
+    published, applied, offset = _matches(capture.entries)[0]
+    table, topic = pipeline.name, pipeline.settings.tables[0].topic_name
+    assert published["table"] == table and isinstance(published["batch_id"], int) and published["topic"] == topic
+    assert published["max_version"] >= published["min_version"]
+    assert applied["tables"] == [table] and applied["topics"] == [topic]
+    assert offset is not None
+
+
+def _ranges(described: str) -> dict[int, tuple[int, int]]:
+    """`topic[0:3-9,1:16-24]` -> {0: (3, 9), 1: (16, 24)} (one topic)."""
+    inner = described[described.index("[") + 1:described.rindex("]")]
+    spans = {}
+    for part in inner.split(","):
+        partition, _, span = part.partition(":")
+        first, _, last = span.partition("-")
+        spans[int(partition)] = (int(first), int(last))
+    return spans
+
+
+def _matches(entries: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any], tuple[int, int]]]:
+    """(published line, applied line, (partition, offset)) for offsets both lines name."""
+    published = [e for e in entries if e.get("event") == "batch published" and e.get("offsets")]
+    applied = [e for e in entries if e.get("event") == "batch applied" and e.get("offsets")]
+    found = []
+    for p in published:
+        for partition, (first, _last) in _ranges(p["offsets"]).items():
+            for a in applied:
+                span = _ranges(a["offsets"]).get(partition)
+                if span and span[0] <= first <= span[1]:
+                    found.append((p, a, (partition, first)))
+    return found
