@@ -16,7 +16,13 @@ from lakesync.logs import correlation, get_logger
 from lakesync.streaming.publisher import diff
 from lakesync.streaming.publisher.diff import ACTION, ACTIONS, GROUP_ROWS, PLAN_HASH, PLAN_KEY, PUBLISHED
 from lakesync.streaming.publisher.envelope_spark import envelope_json
-from lakesync.streaming.publisher.kafka_sink import STATE_ROW_SCHEMA, OffsetSpans, OffsetSpansParam, PartitionPublisher, describe_spans
+from lakesync.streaming.publisher.kafka_sink import (
+    STATE_ROW_SCHEMA,
+    OffsetSpans,
+    OffsetSpansParam,
+    PartitionPublisher,
+    describe_spans,
+)
 from lakesync.streaming.publisher.mapping import (
     CHANGE_TYPE,
     COMMIT_TIMESTAMP,
