@@ -3,6 +3,7 @@
 #
 #   1. Java 17+ and Maven           (Debian packages, only when missing)
 #   2. PostgreSQL server            (Debian packages, only when missing)
+#      promtool, chromium + chromedriver for the observability tests (same)
 #   3. Python virtualenv            ($LAKESYNC_VENV, default ./.venv; reinstalled when pyproject changes)
 #   4. JVM jars with Maven          (deploy/maven/*.pom.xml -> $LAKESYNC_CACHE_DIR/jars/{spark,kafka})
 #
@@ -42,6 +43,12 @@ ensure_system_packages() {
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then apt_install postgresql; fi
   # `runuser` runs initdb/pg_ctl as the postgres user when we are root (util-linux, always there on Debian).
   command -v runuser >/dev/null || apt_install util-linux
+  # Observability tests: promtool (Debian's prometheus package) checks the alert rules, and a real
+  # headless Chromium driven through chromedriver renders the built-in lag page.
+  command -v promtool >/dev/null || apt_install prometheus
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt_install chromium chromium-driver
+  fi
 }
 
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }

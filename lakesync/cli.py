@@ -1,7 +1,7 @@
 """The `lakesync` command line: one entry point, one subcommand per way of running.
 
 Exit codes: 0 success, 1 runtime error, 2 bad configuration or usage. Subcommands that report
-findings (reconcile) document their own extra codes.
+findings (reconcile, lag) document their own extra codes.
 """
 
 from __future__ import annotations
@@ -207,6 +207,36 @@ def consume(
         ConsumerService(settings(), table or []).run()
     except SchemaMismatchError as exc:
         _fail(EXIT_SCHEMA, f"schema mismatch: {exc}")
+
+
+@app.command()
+def lag(
+    table: TableOption = None,
+    group: Annotated[str | None, typer.Option(help="Consumer group (default: consumer.group_id).")] = None,
+    window: Annotated[float, typer.Option(min=0, help="Sample for this many seconds (0: one sample).")] = 10.0,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between samples.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON (the body of /lag).")] = False,
+    serve: Annotated[
+        int | None, typer.Option(help="Keep sampling and serve /metrics, /lag, /dashboard on this port (0: any).")
+    ] = None,
+) -> None:
+    """Lag per partition, read from Kafka (no consumer needed). Exit 0 OK, 4 WARN, 5 STALL, 6 STOP, 7 ERR."""
+    from lakesync.observability import lag_report
+
+    loaded = settings()
+    tables = {t.topic_name: t.name for t in selected_tables(loaded, table)}
+    group_id = group or loaded.consumer.group_id
+    if serve is not None:
+        lag_report.serve(loaded, group_id, tables, host=loaded.consumer.http_host, port=serve)
+        return
+    verdict = lag_report.measure(loaded, group_id, tables, window_s=window, interval_s=interval)
+    if as_json:
+        typer.echo(json.dumps(verdict.to_json(), indent=2))
+    else:
+        from rich.console import Console
+
+        Console(width=max(Console().width, 140)).print(lag_report.render(verdict))
+    raise typer.Exit(lag_report.exit_code(verdict.status))
 
 
 def _resolve_format(loaded: LakesyncSettings) -> LogFormat:

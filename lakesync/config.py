@@ -230,7 +230,7 @@ class ConsumerSettings(_Section):
     retry_deadline_s: float = Field(default=300.0, gt=0)
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)
     retry_max_backoff_s: float = Field(default=10.0, gt=0)
-    # /healthz, /readyz and /metrics; 0 = no HTTP server.
+    # /healthz, /readyz, /metrics, /lag, /lag/history and /dashboard; 0 = no HTTP server.
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=0, ge=0, le=65535)
     auto_create_tables: bool = True
@@ -327,6 +327,25 @@ class StreamSettings(_Section):
     http_port: int = Field(default=0, ge=0, le=65535)
 
 
+class LagSettings(_Section):
+    """Lag evaluation in services (consumer `/lag`, `lakesync lag --serve`); see observability/lag.py."""
+
+    # The status rules look at the samples of this sliding window.
+    window_s: float = Field(default=60.0, gt=0)
+    # How often services read the group's offsets from Kafka.
+    sample_interval_s: float = Field(default=5.0, gt=0)
+    # How far back /lag/history (the built-in page's charts) reaches.
+    history_s: float = Field(default=900.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LagSettings:
+        if self.window_s < 2 * self.sample_interval_s:
+            raise ValueError("window_s must hold at least two samples (>= 2 x sample_interval_s)")
+        if self.history_s < self.window_s:
+            raise ValueError("history_s must be greater or equal than window_s")
+        return self
+
+
 class LakesyncSettings(BaseSettings):
     """Everything a lakesync process needs; load it with `load_settings`."""
 
@@ -342,6 +361,7 @@ class LakesyncSettings(BaseSettings):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    lag: LagSettings = Field(default_factory=LagSettings)
     tables: list[TableMapping] = Field(default_factory=list)
     # Checkpoints and state snapshots of the streaming job live under this directory.
     state_dir: Path = Path(".lakesync/state")

@@ -82,6 +82,11 @@ class PreparedBatch:
         return {tp: last + 1 for tp, (_, last) in self.offsets.items()}
 
     @property
+    def tables(self) -> list[str]:
+        """The table mappings this batch has messages for (a correlation field of its log lines)."""
+        return sorted(name for name, count in self.messages_by_table.items() if count)
+
+    @property
     def topics(self) -> list[str]:
         return sorted({topic for topic, _ in self.offsets})
 

@@ -31,9 +31,12 @@ from confluent_kafka.admin import AdminClient
 from lakesync.config import LakesyncSettings
 from lakesync.connectors import postgres, postgres_schema
 from lakesync.connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, TopicError, ensure_topics
+from lakesync.connectors.kafka_offsets import OffsetReader
 from lakesync.connectors.postgres_schema import TableRef
 from lakesync.errors import ConfigError
 from lakesync.logs import correlation, get_logger
+from lakesync.observability.endpoints import HealthServer, Probes
+from lakesync.observability.lag_monitor import LagMonitor
 from lakesync.streaming.consumer import metrics, statements
 from lakesync.streaming.consumer.apply import BatchApplier, SchemaKeeper, observe
 from lakesync.streaming.consumer.batch import PreparedBatch, TableTarget, prepare_batch
@@ -41,7 +44,6 @@ from lakesync.streaming.consumer.classify import is_transient
 from lakesync.streaming.consumer.dead_letters import DeadLetterSink
 from lakesync.streaming.consumer.decode import TableDecoder
 from lakesync.streaming.consumer.errors import BatchAbandoned, KafkaUnavailableError
-from lakesync.streaming.consumer.health import HealthServer, Probes
 from lakesync.streaming.consumer.worker import ApplyWorker, Outcome
 
 log = get_logger("lakesync.consumer")
@@ -99,6 +101,7 @@ class ConsumerService:
         self._worker: ApplyWorker | None = None
         self._pool: Any = None
         self._http: HealthServer | None = None
+        self._lag: LagMonitor | None = None
         self._dead_letters = DeadLetterSink(settings.kafka)
         self._admin: AdminClient | None = None
         self.http_port: int | None = None
@@ -176,6 +179,8 @@ class ConsumerService:
             self._pool.close(timeout=1.0)
         if self._http is not None:
             self._http.stop()
+        if self._lag is not None:
+            self._lag.stop()
         if self.started.is_set():  # a failed start-up says so in one line, from the CLI
             log.info("consumer stopped", shutdown_s=round(time.monotonic() - started, 2))
 
@@ -193,8 +198,13 @@ class ConsumerService:
             alive=lambda: time.monotonic() - self._heartbeat < _ALIVE_WITHIN_S,
             readiness={"postgres": self._postgres_answers, "kafka": self._kafka_answers, "partitions_assigned": lambda: bool(self._assigned)},
         )
-        self._http = HealthServer(c.http_host, c.http_port, probes)
+        # The group's lag as Kafka sees it (all partitions of our topics, whoever owns them).
+        tables = {topic: target.name for topic, target in self.targets.items()}
+        self._lag = LagMonitor(OffsetReader(self.settings.kafka), c.group_id, tables, self.settings.lag,
+                               dead_letter_topic=self.settings.kafka.dead_letter_topic)
+        self._http = HealthServer(c.http_host, c.http_port, probes, routes=self._lag.routes())
         self._http.start()
+        self._lag.start()
         self.http_port = self._http.port
 
     def _postgres_answers(self) -> bool:
@@ -324,7 +334,7 @@ class ConsumerService:
         for table, count in batch.messages_by_table.items():
             metrics.MESSAGES.labels(table).inc(count)
         self._commit_to_kafka(batch)
-        with correlation(topics=batch.topics, offsets=batch.describe_offsets()):
+        with correlation(tables=batch.tables, topics=batch.topics, offsets=batch.describe_offsets()):
             log.info(
                 "batch applied",
                 messages=batch.messages,
@@ -355,11 +365,26 @@ class ConsumerService:
         for tp in partitions:
             tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
         consumer.assign(partitions)
+        self._mirror_to_kafka(consumer, partitions)
         if self._paused:
             consumer.pause(partitions)
         self._assigned = {(p.topic, p.partition) for p in partitions}
         metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
         log.info("partitions assigned", partitions=sorted(f"{p.topic}:{p.partition}@{p.offset}" for p in partitions))
+
+    def _mirror_to_kafka(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Commit the offsets PostgreSQL holds to Kafka as well, so lag tools read the truth.
+
+        Kafka's copy can be behind after a crash between the PostgreSQL commit and the Kafka one,
+        and then stays behind while the topic is idle: lag would show records long applied.
+        """
+        offsets = [TopicPartition(p.topic, p.partition, p.offset) for p in partitions if p.offset >= 0]
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            log.warning("offset commit to Kafka failed (PostgreSQL holds them)", error=str(exc))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._generation += 1

@@ -112,7 +112,7 @@ class ApplyWorker(threading.Thread):
             self._maybe_purge_tombstones()
 
     def _attempt(self, batch: PreparedBatch) -> Outcome:
-        with correlation(topics=batch.topics, offsets=batch.describe_offsets()):
+        with correlation(tables=batch.tables, topics=batch.topics, offsets=batch.describe_offsets()):
             try:
                 return Outcome(batch, result=self._apply_with_retries(batch))
             except BaseException as exc:  # handed to the Kafka thread, which decides

@@ -36,6 +36,7 @@ from lakesync.logs import correlation, get_logger
 from lakesync.streaming.publisher import source
 from lakesync.streaming.publisher.kafka_sink import PartitionPublisher
 from lakesync.streaming.publisher.mapping import CompiledMapping, compile_mapping
+from lakesync.streaming.publisher.metrics import StreamObserver
 from lakesync.streaming.publisher.micro_batch import BatchReport, TablePipeline
 from lakesync.streaming.publisher.progress import Progress, save_progress
 from lakesync.streaming.publisher.schema_guard import SchemaRecord, compare, refusal
@@ -70,6 +71,11 @@ class StreamJob:
     _recorded_batch: dict[str, int] = field(default_factory=dict)
     _locks: dict[str, TableLock] = field(default_factory=dict)
     _published_version: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Every batch feeds the metrics, served over HTTP while the queries run (stream.http_port).
+        self.observer = StreamObserver(self.settings, self.tables)
+        self.on_report.append(self.observer.record_batch)
 
     def run(self, spark: SparkSession | None = None) -> None:
         """Run until stopped (or, with once=True, until every table is caught up)."""
@@ -167,6 +173,10 @@ class StreamJob:
         return True
 
     def _supervise(self, spark: SparkSession) -> None:
+        with self.observer.serving(spark, alive=lambda: all(q.isActive for q in list(self._queries.values()))):
+            self._watch(spark)
+
+    def _watch(self, spark: SparkSession) -> None:
         by_name = {t.name: t for t in self.tables}
         while self._queries:
             if self._stop.is_set():
@@ -204,6 +214,7 @@ class StreamJob:
         if self._check_schema(spark, table, table_state_dir(self.settings, table)):
             self._queries[table.name] = self._start(spark, table)
             return
+        self.observer.record_failure(table.name)
         self._stop_gracefully()
         raise StreamFailed(f"table {table.name!r}: streaming query failed: {_first_line(error)}") from None
 

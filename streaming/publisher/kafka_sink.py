@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any
 
+from pyspark.accumulators import AccumulatorParam
+
 from lakesync.changes.dead_letter import DeadLetter
 from lakesync.changes.envelope import HEADER_ENVELOPE, HEADER_TABLE, ENVELOPE_VERSION, tombstone_headers
 from lakesync.errors import LakesyncError
@@ -23,6 +25,31 @@ _FLUSH_TIMEOUT_S = 120.0
 
 class PublishError(LakesyncError):
     """Kafka did not acknowledge every message of a batch."""
+
+
+OffsetSpans = dict[int, tuple[int, int]]
+
+
+class OffsetSpansParam(AccumulatorParam):  # type: ignore[type-arg]
+    """Accumulates partition -> (first, last) offset written, for the batch's log line.
+
+    Merging is min/max, so a retried task adding its spans twice changes nothing.
+    """
+
+    def zero(self, value: OffsetSpans) -> OffsetSpans:
+        return {}
+
+    def addInPlace(self, value1: OffsetSpans, value2: OffsetSpans) -> OffsetSpans:  # noqa: N802 (Spark's name)
+        for partition, (first, last) in value2.items():
+            known = value1.get(partition)
+            value1[partition] = (first, last) if known is None else (min(known[0], first), max(known[1], last))
+        return value1
+
+
+def describe_spans(topic: str, spans: OffsetSpans) -> str:
+    """`topic[partition:first-last,...]`, the consumer's format for its batch lines (batch.py)."""
+    ranges = ",".join(f"{p}:{first}-{last}" for p, (first, last) in sorted(spans.items()))
+    return f"{topic}[{ranges}]" if spans else ""
 
 
 # What the publisher emits for the state snapshot's log: one row per published upsert/delete.
@@ -60,10 +87,15 @@ class PartitionPublisher:
 
         producer = Producer(self.producer_config)
         failures: list[str] = []
+        spans: OffsetSpans = {}
 
-        def on_delivery(err: Any, _msg: Any) -> None:
+        def on_delivery(err: Any, msg: Any) -> None:
             if err is not None:
                 failures.append(str(err))
+            elif msg.topic() == self.topic:  # where each change landed, for the log line
+                partition, offset = msg.partition(), msg.offset()
+                known = spans.get(partition)
+                spans[partition] = (offset, offset) if known is None else (min(known[0], offset), max(known[1], offset))
 
         counts = dict.fromkeys(ACTIONS, 0)
         group_rows = 0
@@ -93,6 +125,8 @@ class PartitionPublisher:
         for action, count in counts.items():
             counters[action].add(count)
         counters["group_rows"].add(group_rows)
+        if "offsets" in counters:
+            counters["offsets"].add(spans)
 
     def _messages(
         self, action: str, key: str | None, value: bytes, version: int, problem: str | None

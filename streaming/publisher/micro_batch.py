@@ -16,7 +16,13 @@ from lakesync.logs import correlation, get_logger
 from lakesync.streaming.publisher import diff
 from lakesync.streaming.publisher.diff import ACTION, ACTIONS, GROUP_ROWS, PLAN_HASH, PLAN_KEY, PUBLISHED
 from lakesync.streaming.publisher.envelope_spark import envelope_json
-from lakesync.streaming.publisher.kafka_sink import STATE_ROW_SCHEMA, PartitionPublisher
+from lakesync.streaming.publisher.kafka_sink import (
+    STATE_ROW_SCHEMA,
+    OffsetSpans,
+    OffsetSpansParam,
+    PartitionPublisher,
+    describe_spans,
+)
 from lakesync.streaming.publisher.mapping import (
     CHANGE_TYPE,
     COMMIT_TIMESTAMP,
@@ -59,6 +65,8 @@ class BatchReport:
     read_s: float = 0.0
     publish_s: float = 0.0
     compact_s: float = 0.0
+    # Partition -> (first, last) offset written to the table's topic: the consumer logs the same.
+    offsets: OffsetSpans = field(default_factory=dict)
 
     @property
     def published(self) -> int:
@@ -89,6 +97,7 @@ class TablePipeline:
                 max_version=report.max_version, duration_s=round(report.duration_s, 3),
                 read_s=round(report.read_s, 3), publish_s=round(report.publish_s, 3),
                 compact_s=round(report.compact_s, 3),
+                topic=self.table.topic_name, offsets=describe_spans(self.table.topic_name, report.offsets),
             )
             for listener in self.on_report:
                 listener(report)
@@ -135,6 +144,7 @@ class TablePipeline:
         """Classify, publish and log to the state snapshot in one job; counts via accumulators."""
         spark = keyed.sparkSession
         counters = {name: spark.sparkContext.accumulator(0) for name in (*ACTIONS, "group_rows")}
+        counters["offsets"] = spark.sparkContext.accumulator({}, OffsetSpansParam())
         planned = self._plan(keyed, batch_id, small=report.rows_in <= SMALL_BATCH_ROWS)
         state_rows = planned.mapInArrow(self.publisher.for_batch(counters), STATE_ROW_SCHEMA)
         self.snapshot.append(state_rows)
@@ -142,6 +152,7 @@ class TablePipeline:
             setattr(report, _COUNTER[action], counters[action].value)
         survivors = sum(counters[action].value for action in ACTIONS)
         report.collapsed = counters["group_rows"].value - survivors
+        report.offsets = dict(counters["offsets"].value)
 
     def _plan(self, keyed: DataFrame, batch_id: int, *, small: bool) -> DataFrame:
         from pyspark.sql import functions as F

@@ -1,9 +1,13 @@
-"""/healthz, /readyz and /metrics over HTTP, from a daemon thread (stdlib http.server).
+"""HTTP endpoints of lakesync's long-running processes, from a daemon thread (stdlib http.server).
 
-- `/healthz` 200 while the Kafka loop keeps turning (it is not stuck), else 503;
-- `/readyz` 200 when PostgreSQL and Kafka answer and partitions are assigned, else 503; the body
-  is JSON naming each check;
+Always:
+
+- `/healthz` 200 while the process's main loop keeps turning (it is not stuck), else 503;
+- `/readyz` 200 when every readiness probe answers, else 503; the body is JSON naming each check;
 - `/metrics` the Prometheus text format.
+
+Plus the routes a process adds: the consumer service and `lakesync lag --serve` add `/lag`,
+`/lag/history` and the built-in page (`dashboard_routes`).
 """
 
 from __future__ import annotations
@@ -11,11 +15,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+# status code, body, content type
+Response = tuple[int, bytes, str]
+Route = Callable[[], Response]
+
+_PAGE_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+               ".css": "text/css; charset=utf-8"}
 
 
 @dataclass
@@ -28,8 +40,9 @@ class Probes:
 
 
 class HealthServer:
-    def __init__(self, host: str, port: int, probes: Probes) -> None:
+    def __init__(self, host: str, port: int, probes: Probes, routes: Mapping[str, Route] | None = None) -> None:
         self._probes = probes
+        self._routes = dict(routes or {})
         self._lock = threading.Lock()
         self._cached: tuple[float, dict[str, bool]] = (0.0, {})
         handler = _handler_for(self)
@@ -60,6 +73,26 @@ class HealthServer:
     def alive(self) -> bool:
         return _safely(self._probes.alive)
 
+    def route(self, path: str) -> Route | None:
+        return self._routes.get(path)
+
+
+def dashboard_routes() -> dict[str, Route]:
+    """The built-in lag page and its assets, read once from the installed package."""
+    folder = resources.files("lakesync.observability") / "dashboard"
+    routes: dict[str, Route] = {}
+    for name, content_type in (("index.html", _PAGE_TYPES[".html"]), ("dashboard.js", _PAGE_TYPES[".js"]),
+                               ("dashboard.css", _PAGE_TYPES[".css"])):
+        body = (folder / name).read_bytes()
+        routes[f"/dashboard/{name}"] = _static(body, content_type)
+    # The page links its assets relative to /dashboard, so it is served at that path only.
+    routes["/dashboard"] = routes.pop("/dashboard/index.html")
+    return routes
+
+
+def _static(body: bytes, content_type: str) -> Route:
+    return lambda: (200, body, content_type)
+
 
 def _safely(probe: Callable[[], bool]) -> bool:
     try:
@@ -81,6 +114,8 @@ def _handler_for(server: HealthServer) -> type[BaseHTTPRequestHandler]:
                 self._reply(200 if ready else 503, {"status": "ready" if ready else "not ready", "checks": checks})
             elif path == "/metrics":
                 self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+            elif (route := server.route(path)) is not None:
+                self._send(*route())
             else:
                 self._reply(404, {"status": "not found"})
 
@@ -91,6 +126,8 @@ def _handler_for(server: HealthServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(code)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
+            # The page polls: a cached answer would freeze its charts.
+            self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.wfile.write(payload)
 

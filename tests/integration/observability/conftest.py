@@ -1,0 +1,150 @@
+"""Helpers for the observability tests: a config file for the CLI, HTTP, the consumer in a thread,
+and a headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lakesync.config import LakesyncSettings
+from lakesync.streaming.consumer.service import ConsumerService
+
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+# Chromium on a closed network: no sandbox as root, and none of its background traffic.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1400,1700")
+
+
+def settings_for(settings: LakesyncSettings, name: str, *, state_dir: Path | None = None, **sections: Any) -> LakesyncSettings:
+    """The session settings with one table `name` (topic lakesync.<name>), its own group and quick lag sampling."""
+    data = settings.model_dump()
+    data["postgres"]["password"] = settings.postgres.password.get_secret_value() if settings.postgres.password else None
+    data["tables"] = [{"name": name, "source_path": f"/lake/{name}", "target_table": name, "key_columns": ["id"]}]
+    data["consumer"] = {"group_id": f"g-{name}", "batch_max_wait_s": 0.2, "session_timeout_s": 6.0}
+    data["lag"] = {"window_s": 3.0, "sample_interval_s": 1.0, "history_s": 300.0}
+    if state_dir is not None:
+        data["state_dir"] = state_dir
+    for section, values in sections.items():
+        data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
+    return LakesyncSettings(**data)
+
+
+def write_config(path: Path, settings: LakesyncSettings) -> Path:
+    """A TOML file with these settings, for the CLI in a subprocess."""
+    data = settings.model_dump(mode="json", exclude={"state_dir"})
+    data["postgres"]["password"] = settings.postgres.password.get_secret_value() if settings.postgres.password else None
+    lines = [f"state_dir = {json.dumps(str(settings.state_dir))}"]
+    for section in ("kafka", "postgres", "consumer", "lag", "stream"):
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in data[section].items() if v is not None and not isinstance(v, dict)]
+    for table in data["tables"]:
+        lines.append("[[tables]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items() if v is not None and v != []]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def cli(config: Path, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`lakesync --config CONFIG ARGS...` in a subprocess with a clean LAKESYNC_* environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKESYNC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "lakesync", "--log-format", "json", "--config", str(config), *args],
+        capture_output=True, text=True, env=env, timeout=timeout_s,
+    )
+
+
+def lag_json(config: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    """`lakesync lag --json ARGS`: its exit code and the verdict."""
+    result = cli(config, "lag", "--json", *args)
+    assert result.stdout.strip(), f"no verdict (exit {result.returncode}): {result.stderr[-2000:]}"
+    return result.returncode, json.loads(result.stdout)
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """`/metrics` as {'name{labels}': value}, plus bare names mapped to their first value."""
+    status, body = http_get(port, "/metrics")
+    assert status == 200
+    samples: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        samples[series] = float(value)
+        samples.setdefault(series.split("{", 1)[0], float(value))
+    return samples
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@contextmanager
+def running_consumer(settings: LakesyncSettings) -> Iterator[ConsumerService]:
+    """The consumer service in a thread of this process, stopped (leaving its group) on exit."""
+    service = ConsumerService(settings)
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            service.run(handle_signals=False)
+        except BaseException as exc:  # surfaced below
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="test-consumer", daemon=True)
+    thread.start()
+    wait_until(lambda: service.started.is_set() or bool(failure), 30, "consumer start")
+    try:
+        yield service
+    finally:
+        service.stop()
+        thread.join(15)
+        assert not thread.is_alive(), "consumer did not stop within 15 s"
+    if failure:
+        raise failure[0]
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's chromium, headless, driven through its chromedriver (never a downloaded one)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert browser and driver_path, "chromium and chromedriver are missing: run deploy/setup.sh"
+    profile = tempfile.mkdtemp(prefix="lakesync-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
