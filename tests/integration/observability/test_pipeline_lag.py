@@ -173,6 +173,9 @@ def test_both_processes_export_what_the_dashboard_and_alerts_query(pipeline: Pip
                60, "an applied batch")
     wait_until(lambda: f'lakesync_stream_delta_version_lag{{table="{table}"}}' in scrape(line.job.observer.http_port),
                60, "the streaming job's version lag")
+    # The lag monitor samples every few seconds: its first sample may predate the group join.
+    members = f'lakesync_consumer_group_members{{group="{group}"}}'
+    wait_until(lambda: scrape(consumer.http_port).get(members) == 1, 30, "the lag monitor to see the member")
     consumer_metrics, stream_metrics = scrape(consumer.http_port), scrape(line.job.observer.http_port)
 
     assert consumer_metrics[f'lakesync_consumer_rows_applied_total{{op="upsert",table="{table}"}}'] >= 30
