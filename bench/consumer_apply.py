@@ -42,7 +42,7 @@ from psycopg import sql
 
 from bench.report import machine, peak_rss_kib, write_section
 from bench.tpch import tpch_parquet
-from lakesync.changes.envelope import ChangeEvent, Op, encode_event
+from lakesync.changes.envelope import ChangeEvent, Op, columns_text, encode_event
 from lakesync.changes.type_mapping import TargetColumn
 from lakesync.config import LakesyncSettings
 from lakesync.connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
@@ -129,13 +129,13 @@ def produce(settings: LakesyncSettings, topic: str, orders: pa.Table, columns: l
 def _envelopes(orders: pa.Table, columns: list[TargetColumn]) -> Any:
     """(key, value) per row: the bytes encode_event makes, built from Arrow-cast strings (fast)."""
     as_json = _json_ready(orders)
-    pairs = [[c.name, c.pg_type] for c in columns]
+    columns_json = columns_text(columns)
     for batch in as_json.to_batches(max_chunksize=50_000):
         for after in batch.to_pylist():
             body = {
                 "v": 1, "op": "upsert", "table": TABLE, "source": f"tpch/{TABLE}", "version": 1,
                 "commit_ts": COMMIT_TS, "batch_id": 0, "hash": None, "key": {KEY: after[KEY]},
-                "after": after, "columns": pairs,
+                "after": after, "columns": columns_json,
             }
             yield orjson.dumps({KEY: after[KEY]}), orjson.dumps(body)
 

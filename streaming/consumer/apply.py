@@ -2,7 +2,9 @@
 
     schema check (own short transaction, cached per table and shape)
     BEGIN
-      per group: SAVEPOINT; stage + COPY + upsert + delete (statements.py); RELEASE
+      per group: SAVEPOINT; either COPY straight into the target (stream upserts of keys it
+                 does not know, checked by one probe), or stage + COPY + upsert + delete
+                 (statements.py); RELEASE
                  refused as poison (SQLSTATE 22/23, unconvertible value)? → bisect in savepoints
       dead-letter records sent and acknowledged
       consumed offsets upserted into lakesync.consumer_offsets
@@ -32,7 +34,7 @@ from lakesync.streaming.consumer import metrics, statements
 from lakesync.streaming.consumer.batch import PreparedBatch, Refused, StagedGroup, isolate_poison
 from lakesync.streaming.consumer.classify import Failure, classify
 from lakesync.streaming.consumer.dead_letters import DeadLetterRecord, DeadLetterSink, dead_letter_for
-from lakesync.streaming.consumer.decode import MESSAGE, ORDER, ROW, Change
+from lakesync.streaming.consumer.decode import KEY, MESSAGE, ORDER, ROW, Change
 from lakesync.streaming.consumer.errors import UnconvertibleValueError
 
 log = get_logger("lakesync.consumer.apply")
@@ -119,6 +121,33 @@ class SchemaKeeper:
         return True
 
 
+class DirectCopyPolicy:
+    """When to try COPY straight into the target instead of staging and merging.
+
+    Only for stream upserts (deletes and repairs need the guarded statements) whose values are
+    all PostgreSQL text input already (bytea arrives as base64 and is decoded in the merge). The
+    key probe costs little next to the merge it saves, but in a steady state of updates it only
+    finds known keys, so after a table's probe finds one the next `PAUSE_BATCHES` skip it.
+    """
+
+    PAUSE_BATCHES = 20
+
+    def __init__(self) -> None:
+        self._paused: dict[Any, int] = {}
+
+    def worth_trying(self, group: StagedGroup, part: Sequence[Change]) -> bool:
+        left = self._paused.get(group.table.ref, 0)
+        if left:
+            self._paused[group.table.ref] = left - 1
+            return False
+        if any(c.pg_type == "bytea" for c in group.shape.columns):
+            return False
+        return not any(change[ROW][_IS_DELETE] or change[ROW][_IS_REPAIR] for change in part)
+
+    def found_keys(self, group: StagedGroup) -> None:
+        self._paused[group.table.ref] = self.PAUSE_BATCHES
+
+
 class BatchApplier:
     """Writes prepared batches; raises transient errors for the caller's retry loop."""
 
@@ -130,6 +159,7 @@ class BatchApplier:
         self._dead_letters = dead_letters
         self._group_id = group_id
         self._stages = itertools.count()
+        self._direct = DirectCopyPolicy()
 
     def apply(self, batch: PreparedBatch) -> BatchResult:
         """One transaction: all groups, dead letters acknowledged, offsets stored; then commit."""
@@ -179,6 +209,42 @@ class BatchApplier:
         return stats, poisoned, found.attempts
 
     def _write(self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change], target_exists: bool) -> TableStats:
+        if target_exists and self._direct.worth_trying(group, part) and not self._keys_known(conn, group, part):
+            try:
+                with conn.transaction():
+                    return self._copy_direct(conn, group, part)
+            except psycopg.errors.UniqueViolation:
+                # A key arrived between the probe and the COPY (e.g. a rebalance overlap): merge.
+                self._direct.found_keys(group)
+        return self._merge(conn, group, part, target_exists)
+
+    def _keys_known(self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change]) -> bool:
+        columns = [[str(change[KEY][i]) for change in part] for i in range(group.shape.key_count)]
+        # The arrays go in twice: once for the target, once for its tombstones.
+        row = conn.execute(statements.any_key_known(group.table.ref, group.shape), columns + columns).fetchone()
+        known = bool(row and row[0])
+        if known:
+            self._direct.found_keys(group)
+        return known
+
+    def _copy_direct(self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change]) -> TableStats:
+        """All keys are new: COPY the rows into the target itself, no staging and no merge."""
+        with conn.cursor() as cursor:
+            cursor.adapters.register_dumper(list, _RefuseContainer)
+            cursor.adapters.register_dumper(dict, _RefuseContainer)
+            with cursor.copy(statements.copy_target(group.table.ref, group.shape)) as copy:
+                write = copy.write_row
+                try:
+                    for change in part:
+                        write(change[ROW][:_IS_DELETE])  # values, version, commit ts
+                except (psycopg.DataError, psycopg.ProgrammingError, TypeError, ValueError) as exc:
+                    raise UnconvertibleValueError(f"cannot write a value to the target table: {exc}") from exc
+        stats = TableStats(upserted=len(part))
+        stats.commit_times = {change[ROW][_COMMIT_TS] for change in part if change[ROW][_COMMIT_TS] is not None}
+        return stats
+
+    def _merge(self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change], target_exists: bool) -> TableStats:
+        """Stage the rows, then one version-guarded upsert and one guarded delete."""
         stage = f"lakesync_stage_{next(self._stages)}"
         ref, shape = group.table.ref, group.shape
         conn.execute(statements.create_stage(stage, shape))

@@ -27,6 +27,7 @@ import orjson
 
 from lakesync.changes.envelope import (
     ENVELOPE_VERSION,
+    parse_columns,
     REPAIR_BATCH_ID,
     EnvelopeError,
     decode_event,
@@ -82,9 +83,11 @@ class TableDecoder:
         self.key_columns = tuple(key_columns)
         self._key_of = _getter(self.key_columns)
         self._key_count = len(self.key_columns)
-        self._last_columns: list[Any] | None = None
+        self._last_columns: str | None = None
         self._last_shape: tuple[Shape, Callable[[dict[str, Any]], tuple[Any, ...]]] | None = None
         self._shapes: dict[tuple[tuple[str, str], ...], tuple[Shape, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
+        # The envelope's `columns` is one string per schema: parsed once, then matched by equality.
+        self._types_by_text: dict[str, dict[str, str]] = {}
 
     def decode(self, message: Message) -> Change:
         """One message → Change; EnvelopeError for a poison record, SchemaMismatchError for a bad key."""
@@ -114,12 +117,12 @@ class TableDecoder:
             if type(after) is not dict:
                 raise EnvelopeError("an upsert needs an 'after' object")
             if columns != self._last_columns:
-                self._last_shape = self._shape_of(columns)
+                self._last_shape = self._shape_of(self._types(columns))
                 self._last_columns = columns
             shape, row_of = self._last_shape  # type: ignore[misc]
             return (key, (version, UPSERT_RANK), shape, (*row_of(after), version, commit_ts, False, repair), message)
         if op == "delete":
-            shape = self._key_shape(_column_types(columns))
+            shape = self._key_shape(self._types(columns))
             return (key, (version, DELETE_RANK), shape, (*key, version, commit_ts, True, repair), message)
         raise EnvelopeError(f"unknown op {op!r}")
 
@@ -158,8 +161,16 @@ class TableDecoder:
             raise EnvelopeError(f"delete without the type of key column {exc}") from None
         return self._cached(tuple((c.name, c.pg_type) for c in columns))[0]
 
-    def _shape_of(self, columns: Any) -> tuple[Shape, Callable[[dict[str, Any]], tuple[Any, ...]]]:
-        types = _column_types(columns)
+    def _types(self, columns: Any) -> dict[str, str]:
+        found = self._types_by_text.get(columns) if isinstance(columns, str) else None
+        if found is None:
+            found = _column_types(columns)
+            if len(self._types_by_text) >= _MAX_CACHED_SCHEMAS:
+                self._types_by_text.clear()  # a stream of ever-new schemas must not grow memory
+            self._types_by_text[columns] = found
+        return found
+
+    def _shape_of(self, types: dict[str, str]) -> tuple[Shape, Callable[[dict[str, Any]], tuple[Any, ...]]]:
         missing = [k for k in self.key_columns if k not in types]
         if missing:
             raise EnvelopeError(f"envelope columns lack key column(s) {missing}")
@@ -175,12 +186,16 @@ class TableDecoder:
         return found
 
 
+_MAX_CACHED_SCHEMAS = 64
+
+
 def _column_types(columns: Any) -> dict[str, str]:
     try:
-        types = {str(name): str(pg_type) for name, pg_type in columns}
-    except (TypeError, ValueError):
-        raise EnvelopeError("envelope 'columns' must be a list of [name, type] pairs") from None
-    if len(types) != len(columns):
+        parsed = parse_columns(columns)
+    except ValueError as exc:
+        raise EnvelopeError(f"envelope {exc}") from None
+    types = {c.name: c.pg_type for c in parsed}
+    if len(types) != len(parsed):
         raise EnvelopeError("envelope 'columns' repeats a column name")
     return types
 

@@ -135,6 +135,32 @@ def delete(ref: TableRef, stage: str, shape: Shape, *, target_exists: bool = Tru
     )
 
 
+def copy_target(ref: TableRef, shape: Shape) -> sql.Composed:
+    """COPY straight into the target (the fast path for keys it does not hold yet)."""
+    names = [sql.Identifier(c.name) for c in shape.columns] + [_VERSION, _COMMIT_TS]
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(ref.identifier, sql.SQL(", ").join(names))
+
+
+def any_key_known(ref: TableRef, shape: Shape) -> sql.Composed:
+    """Does the target hold, or the tombstones remember, any of the keys passed as text arrays?
+
+    Parameters: one text array per key column (the keys' values as text, cast back to the
+    column's type), given twice: for the target, then for its tombstones.
+    """
+    keys = shape.key_columns
+    aliases = [sql.Identifier(f"k{i}") for i in range(len(keys))]
+    arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in keys)
+    match = sql.SQL(" AND ").join(
+        sql.SQL("x.{} = k.{}::{}").format(sql.Identifier(c.name), alias, sql.SQL(normalize_type(c.pg_type)))
+        for c, alias in zip(keys, aliases)
+    )
+    probe = sql.SQL("SELECT FROM {table} x JOIN unnest({arrays}) AS k({aliases}) ON {match}")
+    return sql.SQL("SELECT EXISTS ({target}) OR EXISTS ({tombstones})").format(
+        target=probe.format(table=ref.identifier, arrays=arrays, aliases=sql.SQL(", ").join(aliases), match=match),
+        tombstones=probe.format(table=ref.tombstones, arrays=arrays, aliases=sql.SQL(", ").join(aliases), match=match),
+    )
+
+
 def store_offsets(group_id: str, next_offsets: Mapping[tuple[str, int], int]) -> tuple[sql.Composed, tuple[object, ...]]:
     """Upsert the next offset per partition (statement, parameters)."""
     items = sorted(next_offsets.items())

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import types as T
 
-from lakesync.changes.envelope import ENVELOPE_VERSION, SPARK_JSON_OPTIONS
+from lakesync.changes.envelope import ENVELOPE_VERSION, SPARK_JSON_OPTIONS, columns_text
 from lakesync.connectors.spark import column
 from lakesync.changes.type_mapping import is_nested, target_columns
 
@@ -64,7 +64,7 @@ def envelope_json(
     """The full envelope value; `after` is null when `op` is 'delete'."""
     from pyspark.sql import functions as F
 
-    columns = F.array(*[F.array(F.lit(c.name), F.lit(c.pg_type)) for c in target_columns(schema)])
+    columns = F.lit(columns_text(target_columns(schema)))
     envelope = F.struct(
         F.lit(ENVELOPE_VERSION).alias("v"),
         op.alias("op"),
