@@ -120,10 +120,12 @@ def _run_cli(stack: EmbeddedStack, settings: LakesyncSettings, home: Path, args:
 
 def _raw_copy(settings: LakesyncSettings, parquet: Path, table: str) -> dict[str, float]:
     """COPY the same rows from CSV into an equal table, then key it: the hand-made reference."""
-    arrow = pq.read_table(parquet)
+    arrow = _plain_strings(pq.read_table(parquet))
     csv_path = parquet.with_suffix(".copy.csv")
     if not csv_path.exists():
-        pacsv.write_csv(arrow, csv_path, pacsv.WriteOptions(include_header=False))
+        partial = csv_path.with_suffix(".partial")  # renamed when whole: a failed run leaves no stub
+        pacsv.write_csv(arrow, partial, pacsv.WriteOptions(include_header=False))
+        partial.rename(csv_path)
     columns = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(_pg_type(f.type))) for f in arrow.schema
     )
@@ -139,6 +141,9 @@ def _raw_copy(settings: LakesyncSettings, parquet: Path, table: str) -> dict[str
         conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
             target, sql.SQL(", ").join(sql.Identifier(k) for k in KEYS)))
         keyed = time.monotonic()
+        loaded = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]  # type: ignore[index]
+        if loaded != arrow.num_rows:
+            raise SystemExit(f"raw COPY loaded {loaded} rows of {arrow.num_rows} from {csv_path}")
         conn.execute(sql.SQL("DROP TABLE {}").format(target))
     return {"rows": arrow.num_rows, "copy_s": copied - started, "copy_and_key_s": keyed - started}
 
@@ -162,6 +167,12 @@ def _inject_drift(settings: LakesyncSettings, table: TableMapping, rows: int, fr
             "FROM {t} WHERE (l_orderkey * 7 + l_linenumber) % {n} = 0 AND l_orderkey % 4 = 3"
         ).format(t=target, n=sql.Literal(every))).rowcount
     return {"different": changed, "missing_in_target": deleted, "extra_in_target": extra}
+
+
+def _plain_strings(arrow: pa.Table) -> pa.Table:
+    """tpchgen writes string_view columns, which Arrow's CSV writer does not take: cast to string."""
+    fields = [pa.field(f.name, pa.string()) if pa.types.is_string_view(f.type) else f for f in arrow.schema]
+    return arrow.cast(pa.schema(fields))
 
 
 def _pg_type(arrow_type: pa.DataType) -> str:
