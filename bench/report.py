@@ -24,7 +24,7 @@ def peak_rss_kib(pid: int) -> int:
     """The process's peak resident memory so far (VmHWM), 0 if it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except OSError:  # gone (FileNotFoundError, or ProcessLookupError mid-read)
         return 0
     match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
     return int(match.group(1)) if match else 0
@@ -34,7 +34,7 @@ def rss_kib(pid: int) -> int:
     """The process's resident memory now (VmRSS), 0 if it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except OSError:  # gone (FileNotFoundError, or ProcessLookupError mid-read)
         return 0
     match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
     return int(match.group(1)) if match else 0
@@ -46,7 +46,7 @@ def children(pid: int) -> list[int]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, IndexError):
+        except (OSError, IndexError):  # the process ended while we looked
             continue
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))

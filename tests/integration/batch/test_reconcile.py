@@ -72,7 +72,7 @@ def test_every_kind_of_drift_is_found_named_and_repaired(pipeline: Callable[...,
 
 def wait_caught_up_after_repair(p: Pipeline) -> None:
     with running(p.settings):
-        wait_caught_up(p.settings, p.settings.consumer.group_id, p.table.topic_name, 120)
+        wait_caught_up(p.settings, p.table.topic_name, 120)
 
 
 def test_reconcile_during_live_streaming_reports_no_false_drift(pipeline: Callable[..., Pipeline], spark: Any) -> None:

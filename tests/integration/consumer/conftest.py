@@ -21,10 +21,10 @@ from lakesync.changes.type_mapping import TargetColumn
 from lakesync.config import LakesyncSettings
 from lakesync.connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
 from tests.support.consumer_run import (  # noqa: F401  (re-exported for the consumer tests)
+    applied_offsets,
     end_offsets,
     run_until_caught_up,
     running,
-    stored_offsets,
     wait_caught_up,
     wait_until,
 )

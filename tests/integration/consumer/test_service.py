@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,13 +20,13 @@ from lakesync.deploy.embedded_postgres import PostgresServer
 from lakesync.deploy.processes import free_port
 
 from .conftest import (
+    applied_offsets,
     create_topic,
     make_settings,
     produce,
     rows,
     running,
     start_cli,
-    stored_offsets,
     upsert,
     wait_caught_up,
     wait_until,
@@ -45,7 +44,7 @@ def backlog(name: str, keys: int, versions: int) -> tuple[list, list]:
 
 
 def applied_so_far(settings: LakesyncSettings) -> int:
-    return sum(stored_offsets(settings, settings.consumer.group_id, settings.tables[0].topic_name).values())
+    return sum(applied_offsets(settings, settings.tables[0].topic_name).values())
 
 
 def http_status(port: int, path: str) -> int:
@@ -73,7 +72,7 @@ def test_sigkill_mid_batch_then_restart_loses_and_doubles_nothing(table_settings
 
     second = start_cli(config, tmp_path / "second.log")
     try:
-        wait_caught_up(settings, settings.consumer.group_id, topic, 90)
+        wait_caught_up(settings, topic, 90)
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(15) == 0
@@ -100,7 +99,7 @@ def test_sigterm_stops_within_ten_seconds_and_a_restart_finishes(table_settings:
     assert applied_so_far(settings) < len(messages), "stopped before the end: the restart has work to do"
 
     with running(settings):
-        wait_caught_up(settings, settings.consumer.group_id, topic)
+        wait_caught_up(settings, topic)
     assert rows(settings, name) == expected
 
 
@@ -122,7 +121,7 @@ def test_postgres_down_for_20_seconds_the_service_recovers_alone(
         produce(outage, topic, messages[:2000])
         process = start_cli(write_config(tmp_path / "lakesync.toml", outage), tmp_path / "consume.log")
         try:
-            wait_caught_up(outage, outage.consumer.group_id, topic, 60)
+            wait_caught_up(outage, topic, 60)
             wait_until(lambda: http_status(http_port, "/readyz") == 200, 30, "/readyz 200")
             port = server.port
             server.stop()
@@ -134,7 +133,7 @@ def test_postgres_down_for_20_seconds_the_service_recovers_alone(
             assert process.poll() is None, "the service must survive the outage"
             server.start()
             assert server.port == port
-            wait_caught_up(outage, outage.consumer.group_id, topic, 90)
+            wait_caught_up(outage, topic, 90)
             assert http_status(http_port, "/readyz") == 200
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as response:
                 exposition = response.read().decode()
@@ -163,7 +162,7 @@ def test_two_instances_share_the_partitions_and_agree(table_settings: LakesyncSe
         wait_until(lambda: bool(one._assigned) and bool(two._assigned), 60, "both members assigned")
         assert not (one._assigned & two._assigned)
         produce(settings, topic, messages)
-        wait_caught_up(settings, settings.consumer.group_id, topic)
+        wait_caught_up(settings, topic)
     assert rows(settings, name) == expected
 
 
