@@ -5,10 +5,11 @@
 #
 # Configuration: a TOML file at $LAKESYNC_CONFIG (mount it), LAKESYNC_<SECTION>__<KEY> variables,
 # and secret files in $LAKESYNC_SECRETS_DIR named like those variables. Nothing secret is baked in.
-# Base images are pinned by version tag and by digest (multi-arch index), see deploy/README.md.
+# Base images are pinned by exact version tag; add digests where a registry is reachable
+# (deploy/README.md, "Images").
 
 # --- build: the lakesync wheel and a virtualenv with the consumer's pinned dependencies ----------
-FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS build
+FROM python:3.11.14-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY lakesync/ lakesync/
@@ -28,7 +29,7 @@ RUN python deploy/docker/requirements.py pyproject.toml --without delta-spark pa
     && rm -rf /opt/lakesync/lib/python3.11/site-packages/pyspark/jars
 
 # --- runtime: the interpreter, the virtualenv, an unprivileged user; no compiler, no pip cache ----
-FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+FROM python:3.11.14-slim-bookworm
 RUN groupadd --system --gid 10001 lakesync \
     && useradd --system --uid 10001 --gid lakesync --home-dir /nonexistent --shell /usr/sbin/nologin lakesync
 COPY --from=build /opt/lakesync /opt/lakesync

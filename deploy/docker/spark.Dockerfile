@@ -12,7 +12,7 @@
 # spark-submit options go in $SPARK_CONF_DIR/spark-defaults.conf (mount one; see deploy/k8s/).
 
 # --- jars: deploy/maven/spark-jars.pom.xml, resolved like deploy/setup.sh does ----------------
-FROM maven:3.9.11-eclipse-temurin-17@sha256:e4a7ace3dc0d645ed97f8d9ad0b0d3f0b14fa8d150138f27f116d7105a639b82 AS jars
+FROM maven:3.9.11-eclipse-temurin-17 AS jars
 WORKDIR /build
 COPY deploy/maven/spark-jars.pom.xml ./spark-jars.pom.xml
 RUN mvn -B -q -Dstyle.color=never -f spark-jars.pom.xml \
@@ -20,7 +20,7 @@ RUN mvn -B -q -Dstyle.color=never -f spark-jars.pom.xml \
         -DoutputDirectory=/jars -DincludeScope=runtime
 
 # --- build: the lakesync wheel and a virtualenv with every pinned dependency (pyspark included) -
-FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS build
+FROM python:3.11.14-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY lakesync/ lakesync/
@@ -37,10 +37,10 @@ RUN python deploy/docker/requirements.py pyproject.toml > /tmp/requirements.txt 
     && /opt/lakesync/bin/pip install --no-cache-dir --no-deps /wheels/lakesync-0.1.0-py3-none-any.whl
 
 # --- jre: only its Java runtime is copied ----------------------------------------------------------
-FROM eclipse-temurin:17.0.16_8-jre-noble@sha256:88665729998a41823f35092c95d574581719371a0f21f62d31a9ccf506b199c6 AS jre
+FROM eclipse-temurin:17.0.16_8-jre-noble AS jre
 
 # --- runtime -------------------------------------------------------------------------------------
-FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+FROM python:3.11.14-slim-bookworm
 RUN groupadd --system --gid 10001 lakesync \
     && useradd --system --uid 10001 --gid lakesync --home-dir /nonexistent --shell /usr/sbin/nologin lakesync \
     && mkdir -p /opt/lakesync-spark/conf /var/lib/lakesync/state \
