@@ -423,8 +423,14 @@ class _SecretFiles(PydanticBaseSettingsSource):
             node = values
             for section in sections:
                 node = node.setdefault(section, {})
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                # e.g. a Compose secret mounted with the host's mode, unreadable by this user
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ConfigError(f"{SECRETS_DIR_ENV_VAR}: cannot read secret file {path}: {reason}") from None
             # `echo secret > file` leaves a newline that is not part of the secret.
-            node[key] = path.read_text(encoding="utf-8").rstrip("\r\n")
+            node[key] = text.rstrip("\r\n")
         return values
 
 

@@ -153,3 +153,11 @@ def test_a_misspelt_secret_file_is_a_configuration_error(tmp_path: Path, monkeyp
     monkeypatch.setenv("LAKESYNC_SECRETS_DIR", str(tmp_path))
     with pytest.raises(ConfigError, match=r"postgres\.pasword"):
         load_settings(None)
+
+
+def test_an_unreadable_secret_file_is_a_configuration_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root reads any mode, so the unreadable file here is one that is not text.
+    (tmp_path / "LAKESYNC_POSTGRES__PASSWORD").write_bytes(b"\xff\xfe\x00")
+    monkeypatch.setenv("LAKESYNC_SECRETS_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"cannot read secret file .*LAKESYNC_POSTGRES__PASSWORD"):
+        load_settings(None)
