@@ -4,6 +4,10 @@ The seed's "runtime-adaptive configuration" lives here and nowhere else: shuffle
 parallelism follow the core count, adaptive execution is on, the session time zone is UTC (the
 canonical row hash encodes timestamps in UTC). Anything under `spark.conf` in the config wins.
 Jars come from the directory setup filled with Maven (`spark.jars`); nothing is downloaded here.
+
+Under `spark-submit` (the Spark image, a cluster) the driver JVM is already running with the
+master, classpath and driver memory spark-submit gave it: lakesync leaves those to spark-submit
+(`--master`, `--jars` or jars baked into the image) unless the config sets `spark.master`.
 """
 
 from __future__ import annotations
@@ -44,8 +48,20 @@ def spark_jars(jars_dir: Path) -> list[Path]:
     return jars
 
 
-def derived_conf(settings: SparkSettings, cores: int | None = None) -> dict[str, str]:
-    """Every spark.* setting lakesync applies, before the user's `spark.conf` overrides."""
+def under_spark_submit() -> bool:
+    """True when spark-submit started this driver: its JVM already runs, with its master and jars.
+
+    spark-submit hands the Python driver its gateway in PYSPARK_GATEWAY_PORT, the variable pyspark
+    itself checks before launching a JVM of its own.
+    """
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def derived_conf(settings: SparkSettings, cores: int | None = None, *, submitted: bool = False) -> dict[str, str]:
+    """Every spark.* setting lakesync applies, before the user's `spark.conf` overrides.
+
+    `submitted`: running under spark-submit, which owns the master, the jars and driver memory.
+    """
     cores = cores or machine_cores()
     # Two tasks per core keeps both cores busy through skew without the per-task overhead
     # of Spark's default 200 shuffle partitions, which dominates on small machines.
@@ -54,7 +70,6 @@ def derived_conf(settings: SparkSettings, cores: int | None = None) -> dict[str,
     conf = {
         "spark.master": master,
         "spark.app.name": settings.app_name,
-        "spark.jars": ",".join(str(j) for j in spark_jars(settings.jars_dir)),
         "spark.driver.memory": settings.driver_memory,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -73,9 +88,17 @@ def derived_conf(settings: SparkSettings, cores: int | None = None) -> dict[str,
         # streaming job touches several small tables per batch, where 50 tiny tasks cost seconds.
         "spark.databricks.delta.snapshotPartitions": str(max(1, cores)),
     }
-    if master.startswith("local"):
-        # Python workers must run this interpreter (the venv with lakesync), not `python3` on PATH.
-        conf["spark.pyspark.python"] = sys.executable
+    if submitted:
+        # The JVM is up: its classpath (jars) and memory are fixed, spark-submit chose the Python
+        # interpreter (PYSPARK_PYTHON), and its master stands unless the config names one.
+        del conf["spark.driver.memory"]
+        if settings.master is None:
+            del conf["spark.master"]
+    else:
+        conf["spark.jars"] = ",".join(str(j) for j in spark_jars(settings.jars_dir))
+        if master.startswith("local"):
+            # Python workers must run this interpreter (the venv with lakesync), not `python3` on PATH.
+            conf["spark.pyspark.python"] = sys.executable
     conf.update(settings.conf)
     return conf
 
@@ -84,7 +107,7 @@ def build_spark_session(settings: SparkSettings) -> SparkSession:
     """Create (or return the already running) SparkSession with lakesync's configuration."""
     from pyspark.sql import SparkSession
 
-    conf = derived_conf(settings)
+    conf = derived_conf(settings, submitted=under_spark_submit())
     if "spark.pyspark.python" in conf:
         # In-process (local) sessions read the worker interpreter from the environment only.
         os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])

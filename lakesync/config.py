@@ -1,6 +1,7 @@
 """The one typed configuration of lakesync: a TOML file plus `LAKESYNC_*` environment overrides.
 
-Precedence (highest first): explicit overrides in code, environment variables, the TOML file,
+Precedence (highest first): explicit overrides in code, environment variables, secret files
+(`$LAKESYNC_SECRETS_DIR/LAKESYNC_POSTGRES__PASSWORD`, named like the variables), the TOML file,
 defaults. Nested keys use `__` in the environment: `LAKESYNC_POSTGRES__PORT=5433` sets
 `postgres.port`. A bad value fails at start-up with `ConfigError` naming the key; passwords are
 `SecretStr` and only revealed when a client is built.
@@ -32,6 +33,7 @@ from pydantic_settings import (
 from lakesync.errors import ConfigError
 
 CONFIG_ENV_VAR = "LAKESYNC_CONFIG"
+SECRETS_DIR_ENV_VAR = "LAKESYNC_SECRETS_DIR"
 DEFAULT_CONFIG_FILE = Path("lakesync.toml")
 
 # Kafka topic names: the broker's own rule (legal characters, at most 249 of them).
@@ -386,7 +388,7 @@ class LakesyncSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file comes from model_config["toml_file"], set per load by load_settings.
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, _SecretFiles(settings_cls), TomlConfigSettingsSource(settings_cls))
 
     def table(self, name: str) -> TableMapping:
         """The mapping called `name`, or ConfigError listing the known ones."""
@@ -395,6 +397,41 @@ class LakesyncSettings(BaseSettings):
                 return table
         known = ", ".join(t.name for t in self.tables) or "none configured"
         raise ConfigError(f"tables: no table named {name!r} (known: {known})")
+
+
+class _SecretFiles(PydanticBaseSettingsSource):
+    """Values from files in $LAKESYNC_SECRETS_DIR named like the environment variables.
+
+    Compose secrets and Kubernetes Secret volumes deliver passwords as files, so they are neither
+    baked into an image nor visible in the process environment: a file
+    `LAKESYNC_POSTGRES__PASSWORD` holding the password sets `postgres.password`. Other files in
+    the directory (another service's secrets, Kubernetes' `..data` links) are ignored.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False  # unused: __call__ reads the whole directory
+
+    def __call__(self) -> dict[str, Any]:
+        directory = os.environ.get(SECRETS_DIR_ENV_VAR)
+        if not directory:
+            return {}
+        values: dict[str, Any] = {}
+        for path in sorted(Path(directory).glob("LAKESYNC_*")):
+            if not path.is_file():
+                continue
+            *sections, key = path.name.removeprefix("LAKESYNC_").lower().split("__")
+            node = values
+            for section in sections:
+                node = node.setdefault(section, {})
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                # e.g. a Compose secret mounted with the host's mode, unreadable by this user
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ConfigError(f"{SECRETS_DIR_ENV_VAR}: cannot read secret file {path}: {reason}") from None
+            # `echo secret > file` leaves a newline that is not part of the secret.
+            node[key] = text.rstrip("\r\n")
+        return values
 
 
 def resolve_config_path(path: Path | None) -> Path | None:

@@ -126,3 +126,38 @@ def test_malformed_toml_is_a_config_error(tmp_path: Path) -> None:
 def test_pool_bounds_are_checked() -> None:
     with pytest.raises(ConfigError, match="pool_max_size must be greater or equal than pool_min_size"):
         load_settings(None, postgres={"pool_min_size": 5, "pool_max_size": 2})
+
+
+def test_secret_files_set_nested_keys_below_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file named like the variable in $LAKESYNC_SECRETS_DIR sets the key; the environment still wins."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "LAKESYNC_POSTGRES__PASSWORD").write_text("s3cret\n")
+    (secrets / "LAKESYNC_KAFKA__SASL_PASSWORD").write_text("k-pass")
+    (secrets / "postgres_password").write_text("another service's secret")  # not ours: ignored
+    config = tmp_path / "lakesync.toml"
+    config.write_text('[postgres]\nhost = "db"\npassword = "from-file"\n[kafka]\nsasl_username = "u"\n')
+    monkeypatch.setenv("LAKESYNC_SECRETS_DIR", str(secrets))
+
+    settings = load_settings(config)
+    assert settings.postgres.password is not None and settings.postgres.password.get_secret_value() == "s3cret"
+    assert settings.postgres.host == "db"  # the rest of the section still comes from the TOML file
+    assert settings.kafka.sasl_password is not None and settings.kafka.sasl_password.get_secret_value() == "k-pass"
+
+    monkeypatch.setenv("LAKESYNC_POSTGRES__PASSWORD", "from-env")
+    assert load_settings(config).postgres.password.get_secret_value() == "from-env"  # type: ignore[union-attr]
+
+
+def test_a_misspelt_secret_file_is_a_configuration_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "LAKESYNC_POSTGRES__PASWORD").write_text("x")
+    monkeypatch.setenv("LAKESYNC_SECRETS_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"postgres\.pasword"):
+        load_settings(None)
+
+
+def test_an_unreadable_secret_file_is_a_configuration_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root reads any mode, so the unreadable file here is one that is not text.
+    (tmp_path / "LAKESYNC_POSTGRES__PASSWORD").write_bytes(b"\xff\xfe\x00")
+    monkeypatch.setenv("LAKESYNC_SECRETS_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"cannot read secret file .*LAKESYNC_POSTGRES__PASSWORD"):
+        load_settings(None)
