@@ -24,12 +24,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from lakesync.batch.consumer_position import end_offsets
 from lakesync.cli import app
 from lakesync.config import LakesyncSettings, TableMapping, load_settings
 from lakesync.deploy.embedded_stack import EmbeddedStack
 from lakesync.deploy.processes import free_port
 from lakesync.streaming.publisher.job import StreamJob
-from tests.support.consumer_run import end_offsets, run_until_caught_up, wait_until
+from tests.support.consumer_run import run_until_caught_up, wait_until
 from tests.support.deploy_files import DEPLOY, ROOT, Stage, dockerfile_stages
 
 pytestmark = pytest.mark.integration
