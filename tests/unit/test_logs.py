@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import sys
 
 import pytest
 import structlog
@@ -31,3 +34,19 @@ def test_json_is_used_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None
     structlog.get_logger("x").warning("hello", n=1)
     record = json.loads(capsys.readouterr().err)
     assert record["event"] == "hello" and record["level"] == "warning" and "timestamp" in record
+
+
+def test_logging_outlives_a_stderr_that_was_swapped_in_and_closed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLI runner configures logging on its own stderr, then closes it: later lines still land."""
+    borrowed = io.StringIO()
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "stderr", borrowed)
+        configure_logging("INFO", "json")
+        get_logger("x").info("during")
+    borrowed.close()
+    get_logger("x").info("after")
+    logging.getLogger("stdlib").warning("after too")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["event"] for line in lines] == ["after", "after too"]
