@@ -99,6 +99,7 @@ class Comparison:
     source: DataFrame  # mapped source rows with KEY, syncable only
     target: DataFrame | None  # aligned target rows with KEY and the version column
     classified: DataFrame  # KEY, KIND
+    target_read: DataFrame | None = None  # the JDBC read under `target`, where key filters push down
 
 
 def choose_version(settings: LakesyncSettings, table: TableMapping, requested: int | None) -> tuple[int | None, str]:
@@ -122,6 +123,8 @@ def reconcile(
     repair: bool = False,
 ) -> ReconcileResult:
     """Compare, report and (optionally) repair one table mapping."""
+    from pyspark import StorageLevel
+
     from lakesync.batch.repair import publish_repairs
 
     started = time.monotonic()
@@ -134,10 +137,16 @@ def reconcile(
     pinned = pin(spark, table, wanted)
     log.info("reconciling", table=table.name, version=pinned.version, pinned_by=pinned_by)
     comparison = compare(spark, settings, pinned)
-    with spark_progress(spark, f"reconcile {table.name} @ v{pinned.version}"):
-        counts = count(comparison)
-        sample = describe_sample(comparison, sample_size) if counts.drift else []
-        repaired = publish_repairs(spark, settings, comparison) if repair and counts.drift else 0
+    # Counting, the sample and the repairs all start from the classified keys: the full join is
+    # computed once and kept by Spark (memory, spilling to disk), never brought to the driver.
+    comparison.classified.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with spark_progress(spark, f"reconcile {table.name} @ v{pinned.version}"):
+            counts = count(comparison)
+            sample = describe_sample(comparison, sample_size) if counts.drift else []
+            repaired = publish_repairs(spark, settings, comparison) if repair and counts.drift else 0
+    finally:
+        comparison.classified.unpersist()
     target = f"{table.target_schema}.{table.target_table}"
     return ReconcileResult(
         table.name, target, pinned.version, pinned_by, counts, sample, repaired, waited, time.monotonic() - started
@@ -152,18 +161,21 @@ def compare(spark: SparkSession, settings: LakesyncSettings, pinned: PinnedSourc
     source = pinned.rows.where(F.col(PROBLEM).isNull()).select("*", key_json(schema, table.key_columns).alias(KEY))
     ref = TableRef(table.target_schema, table.target_table)
     existing = existing_table(settings.postgres, ref)
-    target = None
+    target = raw = None
     if existing is not None:
         names = [f.name for f in schema.fields] + [VERSION_COLUMN]
         raw = read_table(spark, settings.postgres, ref, existing, names, table.key_columns)
-        aligned = align_to_schema(raw, schema)
-        target = aligned.select("*", key_json(schema, table.key_columns).alias(KEY))
+        target = _keyed(align_to_schema(raw, schema), schema, table.key_columns)
     both = _join(
         source.select(KEY, row_hash_column(schema).alias("_ls_source_hash")),
         _target_hashes(target, schema),
         _tombstones(spark, settings, pinned),
     )
-    return Comparison(pinned, source, target, both.select(KEY, _kind(pinned.version).alias(KIND)))
+    return Comparison(pinned, source, target, both.select(KEY, _kind(pinned.version).alias(KIND)), raw)
+
+
+def _keyed(frame: DataFrame, schema: StructType, key_columns: list[str]) -> DataFrame:
+    return frame.select("*", key_json(schema, key_columns).alias(KEY))
 
 
 def count(comparison: Comparison) -> Counts:
@@ -181,31 +193,64 @@ def describe_sample(comparison: Comparison, size: int) -> list[dict[str, Any]]:
     """Up to `size` drifted keys, with the differing columns and both values of each."""
     from pyspark.sql import functions as F
 
-    schema = comparison.pinned.schema
-    drifted = comparison.classified.where(F.col(KIND).isin(*DRIFT_KINDS)).limit(size)
-    source = comparison.source.select(KEY, *[_as_json(f.name, f.dataType).alias(f"s_{f.name}") for f in schema.fields],
-                                      *[token_column(column(f.name), f.dataType).alias(f"st_{f.name}") for f in schema.fields])
-    # Right joins: the few drifted keys are broadcast, each big side is only scanned.
-    picked = source.join(F.broadcast(drifted), KEY, "right")
+    schema, key_columns = comparison.pinned.schema, comparison.pinned.table.key_columns
+    drifted = comparison.classified.where(F.col(KIND).isin(*DRIFT_KINDS)).limit(size).collect()  # <= size rows
+    if not drifted:
+        return []
+    keys = [row[KEY] for row in drifted]
+    wanted = F.broadcast(comparison.pinned.rows.sparkSession.createDataFrame([(k,) for k in keys], f"{KEY} string"))
+    # With simple key types both sides are first narrowed on their raw key columns, which Delta's
+    # file skipping and the JDBC reader (a WHERE on the primary key) apply at the source.
+    narrow = key_filter(schema, key_columns, keys)
+    source = comparison.source if narrow is None else comparison.source.where(narrow)
+    found = {"s": _values_of(source, wanted, schema, "s")}
     if comparison.target is not None:
-        target = comparison.target.select(
-            KEY, *[_as_json(f.name, f.dataType).alias(f"t_{f.name}") for f in schema.fields],
-            *[token_column(column(f.name), f.dataType).alias(f"tt_{f.name}") for f in schema.fields],
-        )
-        picked = target.join(F.broadcast(picked), KEY, "right")
-    rows = picked.collect()  # bounded by `size`
-    return [_sample_entry(row, schema, comparison.target is not None) for row in rows]
+        target = comparison.target
+        if narrow is not None and comparison.target_read is not None:
+            target = _keyed(align_to_schema(comparison.target_read.where(narrow), schema), schema, key_columns)
+        found["t"] = _values_of(target, wanted, schema, "t")
+    return [_sample_entry(row[KEY], row[KIND], found, schema) for row in drifted]
 
 
-def _sample_entry(row: Any, schema: StructType, has_target: bool) -> dict[str, Any]:
-    values = row.asDict()
-    entry: dict[str, Any] = {"key": json.loads(values[KEY]), "kind": values[KIND], "columns": {}}
+def _values_of(side: DataFrame, wanted: DataFrame, schema: StructType, prefix: str) -> dict[str, dict[str, Any]]:
+    """The wanted keys' rows of one side (inner join on a broadcast of at most `size` keys)."""
+    values = [_as_json(f.name, f.dataType).alias(f"{prefix}_{f.name}") for f in schema.fields]
+    tokens = [token_column(column(f.name), f.dataType).alias(f"{prefix}t_{f.name}") for f in schema.fields]
+    rows = side.join(wanted, KEY).select(KEY, *values, *tokens).collect()  # <= size rows
+    return {row[KEY]: row.asDict() for row in rows}
+
+
+def key_filter(schema: StructType, key_columns: list[str], keys: list[str]) -> Column | None:
+    """`keys` (KEY JSON texts) as a filter on the raw key columns; None for key types whose JSON
+    value is not their exact value (only integers and strings are)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    simple = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.StringType)
+    types = {f.name: f.dataType for f in schema.fields}
+    if not all(isinstance(types[k], simple) for k in key_columns):
+        return None
+    matches = []
+    for text in keys:
+        values = json.loads(text)
+        match = None
+        for k in key_columns:
+            equal = column(k) == F.lit(values[k]).cast(types[k])  # folded: still pushed down
+            match = equal if match is None else match & equal
+        matches.append(match)
+    result = matches[0]
+    for match in matches[1:]:
+        result = result | match
+    return result
+
+
+def _sample_entry(key: str, kind: str, found: dict[str, dict[str, dict[str, Any]]], schema: StructType) -> dict[str, Any]:
+    source, target = found["s"].get(key, {}), found.get("t", {}).get(key, {})
+    entry: dict[str, Any] = {"key": json.loads(key), "kind": kind, "columns": {}}
     for f in schema.fields:
-        source_value = _loads(values.get(f"s_{f.name}"))
-        target_value = _loads(values.get(f"t_{f.name}")) if has_target else None
-        if values[KIND] == "different" and values.get(f"st_{f.name}") == values.get(f"tt_{f.name}"):
+        if kind == "different" and source.get(f"st_{f.name}") == target.get(f"tt_{f.name}"):
             continue
-        entry["columns"][f.name] = {"source": source_value, "target": target_value}
+        entry["columns"][f.name] = {"source": _loads(source.get(f"s_{f.name}")), "target": _loads(target.get(f"t_{f.name}"))}
     return entry
 
 

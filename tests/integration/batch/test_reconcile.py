@@ -13,7 +13,7 @@ import pytest
 from lakesync.batch.reconcile import reconcile
 from lakesync.streaming.publisher.job import StreamJob
 from tests.support.consumer_run import running, wait_caught_up
-from tests.support.rich_rows import SCHEMA, row
+from tests.support.rich_rows import COLUMN_NAMES, SCHEMA, row
 
 from .conftest import Pipeline
 
@@ -68,6 +68,21 @@ def test_every_kind_of_drift_is_found_named_and_repaired(pipeline: Callable[...,
     after = reconcile(spark, p.settings, p.table)
     assert after.counts.drift == 0 and after.counts.equal == 21, after.to_json()
     assert p.pg("SELECT count(*) FROM {t} WHERE id = 999") == [(0,)]
+
+
+def test_the_sample_of_a_table_keyed_by_a_date_names_the_drifted_column(pipeline: Callable[..., Pipeline], spark: Any) -> None:
+    """Keys whose JSON is not their exact value (a date here) are sampled by a full scan of each
+    side instead of a filter on the key columns; the report is the same."""
+    p = pipeline(key_columns=["born", "id"])
+    spark.createDataFrame([row(i) for i in range(1, 6)], SCHEMA).write.format("delta") \
+        .option("delta.enableChangeDataFeed", "true").save(p.table.source)
+    p.sync()
+    p.pg("UPDATE {t} SET name = 'drifted' WHERE id = 3")
+    drifted = reconcile(spark, p.settings, p.table)
+    assert drifted.counts.different == 1 and drifted.counts.equal == 4, drifted.to_json()
+    (entry,) = drifted.sample
+    assert entry["key"]["id"] == 3 and set(entry["key"]) == {"born", "id"}
+    assert entry["columns"] == {"name": {"source": row(3)[COLUMN_NAMES.index("name")], "target": "drifted"}}
 
 
 def wait_caught_up_after_repair(p: Pipeline) -> None:
