@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.adapt import Dumper
 from psycopg_pool import ConnectionPool
@@ -219,9 +220,9 @@ class BatchApplier:
         return self._merge(conn, group, part, target_exists)
 
     def _keys_known(self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change]) -> bool:
-        columns = [[str(change[KEY][i]) for change in part] for i in range(group.shape.key_count)]
-        # The arrays go in twice: once for the target, once for its tombstones.
-        row = conn.execute(statements.any_key_known(group.table.ref, group.shape), columns + columns).fetchone()
+        keys = orjson.dumps([change[KEY] for change in part], default=str).decode()
+        # The keys go in twice: once for the target, once for its tombstones.
+        row = conn.execute(statements.any_key_known(group.table.ref, group.shape), (keys, keys)).fetchone()
         known = bool(row and row[0])
         if known:
             self._direct.found_keys(group)

@@ -142,22 +142,21 @@ def copy_target(ref: TableRef, shape: Shape) -> sql.Composed:
 
 
 def any_key_known(ref: TableRef, shape: Shape) -> sql.Composed:
-    """Does the target hold, or the tombstones remember, any of the keys passed as text arrays?
+    """Does the target hold, or the tombstones remember, any of the keys passed as JSON?
 
-    Parameters: one text array per key column (the keys' values as text, cast back to the
-    column's type), given twice: for the target, then for its tombstones.
+    Parameters: the keys as one JSON array of arrays (one [value, ...] per key, in key column
+    order; each value's text cast back to the column's type), given twice: for the target, then
+    for its tombstones. JSON rather than a text[] per column: psycopg dumps a list element by
+    element in Python, orjson dumps the whole batch's keys in one C call.
     """
-    keys = shape.key_columns
-    aliases = [sql.Identifier(f"k{i}") for i in range(len(keys))]
-    arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in keys)
     match = sql.SQL(" AND ").join(
-        sql.SQL("x.{} = k.{}::{}").format(sql.Identifier(c.name), alias, sql.SQL(normalize_type(c.pg_type)))
-        for c, alias in zip(keys, aliases)
+        sql.SQL("x.{} = (k.j ->> {})::{}").format(sql.Identifier(c.name), sql.Literal(i), sql.SQL(normalize_type(c.pg_type)))
+        for i, c in enumerate(shape.key_columns)
     )
-    probe = sql.SQL("SELECT FROM {table} x JOIN unnest({arrays}) AS k({aliases}) ON {match}")
+    probe = sql.SQL("SELECT FROM {table} x JOIN jsonb_array_elements(%s::jsonb) AS k(j) ON {match}")
     return sql.SQL("SELECT EXISTS ({target}) OR EXISTS ({tombstones})").format(
-        target=probe.format(table=ref.identifier, arrays=arrays, aliases=sql.SQL(", ").join(aliases), match=match),
-        tombstones=probe.format(table=ref.tombstones, arrays=arrays, aliases=sql.SQL(", ").join(aliases), match=match),
+        target=probe.format(table=ref.identifier, match=match),
+        tombstones=probe.format(table=ref.tombstones, match=match),
     )
 
 
