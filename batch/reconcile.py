@@ -216,7 +216,8 @@ def _values_of(side: DataFrame, wanted: DataFrame, schema: StructType, prefix: s
     """The wanted keys' rows of one side (inner join on a broadcast of at most `size` keys)."""
     values = [_as_json(f.name, f.dataType).alias(f"{prefix}_{f.name}") for f in schema.fields]
     tokens = [token_column(column(f.name), f.dataType).alias(f"{prefix}t_{f.name}") for f in schema.fields]
-    rows = side.join(wanted, KEY).select(KEY, *values, *tokens).collect()  # <= size rows
+    # One row per key even if the source holds a key twice: at most `size` rows reach the driver.
+    rows = side.join(wanted, KEY).dropDuplicates([KEY]).select(KEY, *values, *tokens).collect()
     return {row[KEY]: row.asDict() for row in rows}
 
 
