@@ -9,17 +9,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from lakesync.config import LakesyncSettings
-from lakesync.streaming.consumer.service import ConsumerService
+from tests.support.consumer_run import running as running_consumer  # noqa: F401  (for the tests)
+from tests.support.consumer_run import wait_until  # noqa: F401  (here and for the tests)
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 # Chromium on a closed network: no sandbox as root, and none of its background traffic.
@@ -93,40 +92,6 @@ def scrape(port: int) -> dict[str, float]:
         samples[series] = float(value)
         samples.setdefault(series.split("{", 1)[0], float(value))
     return samples
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-@contextmanager
-def running_consumer(settings: LakesyncSettings) -> Iterator[ConsumerService]:
-    """The consumer service in a thread of this process, stopped (leaving its group) on exit."""
-    service = ConsumerService(settings)
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            service.run(handle_signals=False)
-        except BaseException as exc:  # surfaced below
-            failure.append(exc)
-
-    thread = threading.Thread(target=target, name="test-consumer", daemon=True)
-    thread.start()
-    wait_until(lambda: service.started.is_set() or bool(failure), 30, "consumer start")
-    try:
-        yield service
-    finally:
-        service.stop()
-        thread.join(15)
-        assert not thread.is_alive(), "consumer did not stop within 15 s"
-    if failure:
-        raise failure[0]
 
 
 @contextmanager
