@@ -4,7 +4,7 @@
 VENV ?= .venv
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit bench clean
+.PHONY: setup demo test lint unit bench clean
 
 setup:
 	bash deploy/setup.sh
@@ -13,8 +13,13 @@ demo: setup
 	$(VENV)/bin/lakesync demo
 
 # pytest exits 5 when no test ran; make treats any non-zero exit as failure, so that never passes.
-test: setup
+test: setup lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Lint and format checks over the whole checkout (configured in pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 unit: setup
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)

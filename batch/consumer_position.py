@@ -14,8 +14,8 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
+from connectors.postgres_schema import BOOKKEEPING_SCHEMA, OFFSETS_TABLE
 from lakesync.config import LakesyncSettings, TableMapping
-from lakesync.connectors.postgres_schema import BOOKKEEPING_SCHEMA, OFFSETS_TABLE
 from lakesync.errors import LakesyncError
 
 

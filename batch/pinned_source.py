@@ -12,11 +12,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lakesync.changes.type_mapping import target_columns
+from changes.type_mapping import target_columns
 from lakesync.config import TableMapping
 from lakesync.errors import LakesyncError
-from lakesync.streaming.publisher import source
-from lakesync.streaming.publisher.mapping import (
+from streaming.publisher import source
+from streaming.publisher.mapping import (
     CHANGE_TYPE,
     COMMIT_TIMESTAMP,
     COMMIT_VERSION,
@@ -72,6 +72,8 @@ def _commit_timestamp(spark: SparkSession, table: TableMapping, version: int) ->
     """When `version` was committed (metadata), or None if the log no longer says."""
     from delta.tables import DeltaTable
 
-    delta = DeltaTable.forPath(spark, table.source_path) if table.source_path else DeltaTable.forName(spark, table.source)
+    delta = (
+        DeltaTable.forPath(spark, table.source_path) if table.source_path else DeltaTable.forName(spark, table.source)
+    )
     row = delta.history().where(f"version = {int(version)}").select("timestamp").first()
     return row["timestamp"] if row else None

@@ -27,28 +27,28 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from lakesync.batch.pinned_source import PinnedSource, pin
-from lakesync.batch.spark_progress import spark_progress
-from lakesync.changes.type_mapping import target_columns
-from lakesync.config import LakesyncSettings, TableMapping
-from lakesync.connectors.kafka import DEAD_LETTER_TOPIC_CONFIG, ensure_topics, producer_config
-from lakesync.connectors.postgres_copy import COPY_COUNT_SCHEMA, CopyWriter, csv_line
-from lakesync.connectors.postgres_schema import (
+from batch.pinned_source import PinnedSource, pin
+from batch.spark_progress import spark_progress
+from changes.type_mapping import target_columns
+from connectors.kafka import DEAD_LETTER_TOPIC_CONFIG, ensure_topics, producer_config
+from connectors.postgres_copy import COPY_COUNT_SCHEMA, CopyWriter, csv_line
+from connectors.postgres_schema import (
     COMMIT_TS_COLUMN,
     VERSION_COLUMN,
     TableRef,
     create_target_table,
     lock_ddl,
 )
+from lakesync.config import LakesyncSettings, TableMapping
 from lakesync.errors import LakesyncError
 from lakesync.logs import get_logger
-from lakesync.streaming.publisher.diff import ACTIONS
-from lakesync.streaming.publisher.job import table_state_dir
-from lakesync.streaming.publisher.kafka_sink import STATE_ROW_SCHEMA, PartitionPublisher
-from lakesync.streaming.publisher.mapping import PROBLEM
-from lakesync.streaming.publisher.state_snapshot import snapshot_rows
-from lakesync.streaming.publisher.stream_reset import reset_stream
-from lakesync.streaming.publisher.table_lock import TableLock
+from streaming.publisher.diff import ACTIONS
+from streaming.publisher.job import table_state_dir
+from streaming.publisher.kafka_sink import STATE_ROW_SCHEMA, PartitionPublisher
+from streaming.publisher.mapping import PROBLEM
+from streaming.publisher.state_snapshot import snapshot_rows
+from streaming.publisher.stream_reset import reset_stream
+from streaming.publisher.table_lock import TableLock
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -76,7 +76,9 @@ class RebuildResult:
         return self.rows / self.load_s if self.load_s else 0.0
 
 
-def rebuild(spark: SparkSession, settings: LakesyncSettings, table: TableMapping, *, version: int | None = None) -> RebuildResult:
+def rebuild(
+    spark: SparkSession, settings: LakesyncSettings, table: TableMapping, *, version: int | None = None
+) -> RebuildResult:
     started = time.monotonic()
     state = table_state_dir(settings, table)
     with TableLock(state, table.name, "rebuilding"):
@@ -93,8 +95,15 @@ def rebuild(spark: SparkSession, settings: LakesyncSettings, table: TableMapping
             raise
         _reset_stream(spark, settings, pinned)
     result = RebuildResult(table.name, str(live), pinned.version, rows, quarantined, load_s, time.monotonic() - started)
-    log.info("rebuilt", table=table.name, version=pinned.version, rows=rows, quarantined=quarantined,
-             rows_per_s=round(result.rows_per_s), duration_s=round(result.duration_s, 1))
+    log.info(
+        "rebuilt",
+        table=table.name,
+        version=pinned.version,
+        rows=rows,
+        quarantined=quarantined,
+        rows_per_s=round(result.rows_per_s),
+        duration_s=round(result.duration_s, 1),
+    )
     return result
 
 
@@ -122,7 +131,9 @@ def _load_shadow(
         quarantined = _quarantine(spark, settings, pinned)
         syncable = pinned.rows.where(F.col(PROBLEM).isNull())
         lines = syncable.select(
-            csv_line(pinned.schema, [F.lit(pinned.version).cast("long"), F.lit(pinned.commit_ts).cast("timestamp")]).alias("line")
+            csv_line(
+                pinned.schema, [F.lit(pinned.version).cast("long"), F.lit(pinned.commit_ts).cast("timestamp")]
+            ).alias("line")
         )
         writer = CopyWriter(
             settings.postgres.connection_kwargs(),
@@ -146,7 +157,7 @@ def _quarantine(spark: SparkSession, settings: LakesyncSettings, pinned: PinnedS
     """Send rows the mapping cannot sync to the dead-letter topic; how many there were."""
     from pyspark.sql import functions as F
 
-    from lakesync.streaming.publisher.envelope_spark import envelope_json, key_json
+    from streaming.publisher.envelope_spark import envelope_json, key_json
 
     bad = pinned.rows.where(F.col(PROBLEM).isNotNull())
     if bad.isEmpty():
@@ -154,20 +165,33 @@ def _quarantine(spark: SparkSession, settings: LakesyncSettings, pinned: PinnedS
     ensure_topics(settings.kafka, [settings.kafka.dead_letter_topic], config=DEAD_LETTER_TOPIC_CONFIG)
     table, schema = pinned.table, pinned.schema
     value = envelope_json(
-        table=table.name, source=table.source, schema=schema, key_columns=table.key_columns,
-        op=F.lit("upsert"), version=F.lit(pinned.version), commit_ts=F.lit(pinned.commit_ts).cast("timestamp"),
-        row_hash=F.lit(None).cast("long"), batch_id=-1,
+        table=table.name,
+        source=table.source,
+        schema=schema,
+        key_columns=table.key_columns,
+        op=F.lit("upsert"),
+        version=F.lit(pinned.version),
+        commit_ts=F.lit(pinned.commit_ts).cast("timestamp"),
+        row_hash=F.lit(None).cast("long"),
+        batch_id=-1,
     )
     planned = bad.select(
-        F.lit("quarantine").alias("action"), key_json(schema, table.key_columns).alias("key"),
-        value.cast("binary").alias("value"), F.lit(pinned.version).cast("long").alias("version"),
-        F.col(PROBLEM).alias("problem"), F.lit(None).cast("long").alias("row_hash"),
+        F.lit("quarantine").alias("action"),
+        key_json(schema, table.key_columns).alias("key"),
+        value.cast("binary").alias("value"),
+        F.lit(pinned.version).cast("long").alias("version"),
+        F.col(PROBLEM).alias("problem"),
+        F.lit(None).cast("long").alias("row_hash"),
         F.lit(1).cast("long").alias("group_rows"),
     )
     types = {c.name: c.pg_type for c in target_columns(schema)}
     publisher = PartitionPublisher(
-        producer_config(settings.kafka), table.topic_name, settings.kafka.dead_letter_topic, table.name,
-        [types[k] for k in table.key_columns], stage="rebuild",
+        producer_config(settings.kafka),
+        table.topic_name,
+        settings.kafka.dead_letter_topic,
+        table.name,
+        [types[k] for k in table.key_columns],
+        stage="rebuild",
     )
     counters = {name: spark.sparkContext.accumulator(0) for name in (*ACTIONS, "group_rows")}
     planned.mapInArrow(publisher.for_batch(counters), STATE_ROW_SCHEMA).write.format("noop").mode("overwrite").save()

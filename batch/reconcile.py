@@ -31,20 +31,20 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakesync.batch.consumer_position import wait_for_consumer
-from lakesync.batch.pinned_source import PinnedSource, pin
-from lakesync.batch.spark_progress import spark_progress
-from lakesync.changes.envelope import SPARK_JSON_OPTIONS
-from lakesync.changes.row_hash import row_hash_column, token_column
+from batch.consumer_position import wait_for_consumer
+from batch.pinned_source import PinnedSource, pin
+from batch.spark_progress import spark_progress
+from changes.envelope import SPARK_JSON_OPTIONS
+from changes.row_hash import row_hash_column, token_column
+from connectors.postgres_read import align_to_schema, existing_table, read_table
+from connectors.postgres_schema import BOOKKEEPING_SCHEMA, VERSION_COLUMN, TableRef, tombstone_table_name
+from connectors.spark import column
 from lakesync.config import LakesyncSettings, TableMapping
-from lakesync.connectors.postgres_read import align_to_schema, existing_table, read_table
-from lakesync.connectors.postgres_schema import BOOKKEEPING_SCHEMA, VERSION_COLUMN, TableRef, tombstone_table_name
-from lakesync.connectors.spark import column
 from lakesync.logs import get_logger
-from lakesync.streaming.publisher.envelope_spark import json_ready, key_json
-from lakesync.streaming.publisher.job import table_state_dir
-from lakesync.streaming.publisher.mapping import PROBLEM
-from lakesync.streaming.publisher.progress import load_progress
+from streaming.publisher.envelope_spark import json_ready, key_json
+from streaming.publisher.job import table_state_dir
+from streaming.publisher.mapping import PROBLEM
+from streaming.publisher.progress import load_progress
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -125,7 +125,7 @@ def reconcile(
     """Compare, report and (optionally) repair one table mapping."""
     from pyspark import StorageLevel
 
-    from lakesync.batch.repair import publish_repairs
+    from batch.repair import publish_repairs
 
     started = time.monotonic()
     wanted, pinned_by = choose_version(settings, table, version)
@@ -245,13 +245,18 @@ def key_filter(schema: StructType, key_columns: list[str], keys: list[str]) -> C
     return result
 
 
-def _sample_entry(key: str, kind: str, found: dict[str, dict[str, dict[str, Any]]], schema: StructType) -> dict[str, Any]:
+def _sample_entry(
+    key: str, kind: str, found: dict[str, dict[str, dict[str, Any]]], schema: StructType
+) -> dict[str, Any]:
     source, target = found["s"].get(key, {}), found.get("t", {}).get(key, {})
     entry: dict[str, Any] = {"key": json.loads(key), "kind": kind, "columns": {}}
     for f in schema.fields:
         if kind == "different" and source.get(f"st_{f.name}") == target.get(f"tt_{f.name}"):
             continue
-        entry["columns"][f.name] = {"source": _loads(source.get(f"s_{f.name}")), "target": _loads(target.get(f"t_{f.name}"))}
+        entry["columns"][f.name] = {
+            "source": _loads(source.get(f"s_{f.name}")),
+            "target": _loads(target.get(f"t_{f.name}")),
+        }
     return entry
 
 
@@ -295,9 +300,7 @@ def _join(source: DataFrame, target: DataFrame | None, tombstones: DataFrame | N
     from pyspark.sql import functions as F
 
     if target is None:
-        target = source.sparkSession.createDataFrame(
-            [], f"{KEY} string, _ls_target_hash long, _ls_target_version long"
-        )
+        target = source.sparkSession.createDataFrame([], f"{KEY} string, _ls_target_hash long, _ls_target_version long")
     joined = source.join(target, KEY, "full_outer")
     if tombstones is None:
         return joined.select("*", F.lit(None).cast("long").alias("_ls_deleted_version"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from lakesync.batch.reconcile import DRIFT_KINDS, ReconcileResult
+from batch.reconcile import DRIFT_KINDS, ReconcileResult
 
 _LABELS = {
     "equal": "equal",
@@ -19,7 +19,9 @@ _LABELS = {
 
 
 def print_summary(result: ReconcileResult, console: Console) -> None:
-    verdict = "[green]in sync[/green]" if result.counts.drift == 0 else f"[red]{result.counts.drift:,} drifted key(s)[/red]"
+    verdict = (
+        "[green]in sync[/green]" if result.counts.drift == 0 else f"[red]{result.counts.drift:,} drifted key(s)[/red]"
+    )
     console.print(
         f"reconcile [bold]{result.table}[/bold] → {result.target} at Delta version {result.version} "
         f"({result.pinned_by}): {verdict} in {result.duration_s:.1f} s"

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lakesync.batch.reconcile import KEY, KIND, Comparison
-from lakesync.changes.envelope import REPAIR_BATCH_ID
-from lakesync.changes.row_hash import row_hash_column
-from lakesync.changes.type_mapping import target_columns
+from batch.reconcile import KEY, KIND, Comparison
+from changes.envelope import REPAIR_BATCH_ID
+from changes.row_hash import row_hash_column
+from changes.type_mapping import target_columns
+from connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, ensure_topics, producer_config
 from lakesync.config import LakesyncSettings
-from lakesync.connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, ensure_topics, producer_config
 from lakesync.logs import get_logger
-from lakesync.streaming.publisher.diff import ACTIONS
-from lakesync.streaming.publisher.envelope_spark import envelope_json
-from lakesync.streaming.publisher.job import table_state_dir
-from lakesync.streaming.publisher.kafka_sink import STATE_ROW_SCHEMA, PartitionPublisher
-from lakesync.streaming.publisher.state_snapshot import StateSnapshot
+from streaming.publisher.diff import ACTIONS
+from streaming.publisher.envelope_spark import envelope_json
+from streaming.publisher.job import table_state_dir
+from streaming.publisher.kafka_sink import STATE_ROW_SCHEMA, PartitionPublisher
+from streaming.publisher.state_snapshot import StateSnapshot
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -40,15 +40,22 @@ def publish_repairs(spark: SparkSession, settings: LakesyncSettings, comparison:
     ensure_topics(settings.kafka, [table.topic_name], config=CHANGE_TOPIC_CONFIG)
     ensure_topics(settings.kafka, [settings.kafka.dead_letter_topic], config=DEAD_LETTER_TOPIC_CONFIG)
     counters = {name: spark.sparkContext.accumulator(0) for name in (*ACTIONS, "group_rows")}
-    entries = planned_repairs(comparison).mapInArrow(_publisher(settings, comparison).for_batch(counters), STATE_ROW_SCHEMA)
+    entries = planned_repairs(comparison).mapInArrow(
+        _publisher(settings, comparison).for_batch(counters), STATE_ROW_SCHEMA
+    )
     snapshot = StateSnapshot(spark, table_state_dir(settings, table) / "snapshot")
     if snapshot.exists():
         snapshot.append(entries)
     else:  # no stream has run for this table yet: publishing alone is the whole job
         entries.write.format("noop").mode("overwrite").save()
     repaired = counters["upsert"].value + counters["delete"].value
-    log.info("repairs published", table=table.name, version=comparison.pinned.version,
-             upserts=counters["upsert"].value, deletes=counters["delete"].value)
+    log.info(
+        "repairs published",
+        table=table.name,
+        version=comparison.pinned.version,
+        upserts=counters["upsert"].value,
+        deletes=counters["delete"].value,
+    )
     return repaired
 
 

@@ -42,11 +42,11 @@ from psycopg import sql
 
 from bench.report import machine, peak_rss_kib, write_section
 from bench.tpch import tpch_parquet
-from lakesync.changes.envelope import ChangeEvent, Op, columns_text, encode_event
-from lakesync.changes.type_mapping import TargetColumn
+from changes.envelope import ChangeEvent, Op, columns_text, encode_event
+from changes.type_mapping import TargetColumn
+from connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
+from deploy.embedded_stack import EmbeddedStack
 from lakesync.config import LakesyncSettings
-from lakesync.connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
-from lakesync.deploy.embedded_stack import EmbeddedStack
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -95,7 +95,9 @@ def run(settings: LakesyncSettings, orders: pa.Table, home: Path, baseline_rows:
     figures.update(measure_consumer(settings, home, produced))
     with psycopg.connect(**settings.postgres.connection_kwargs()) as conn:
         count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("public", TABLE))).fetchone()
-        assert count is not None and count[0] == orders.num_rows, f"consumer wrote {count} rows, expected {orders.num_rows}"
+        assert count is not None and count[0] == orders.num_rows, (
+            f"consumer wrote {count} rows, expected {orders.num_rows}"
+        )
         figures["copy_s"] = measure_copy(conn, orders)
         subset = orders.slice(0, min(baseline_rows, orders.num_rows))
         figures["baseline_rows"] = subset.num_rows
@@ -133,19 +135,37 @@ def _envelopes(orders: pa.Table, columns: list[TargetColumn]) -> Any:
     for batch in as_json.to_batches(max_chunksize=50_000):
         for after in batch.to_pylist():
             body = {
-                "v": 1, "op": "upsert", "table": TABLE, "source": f"tpch/{TABLE}", "version": 1,
-                "commit_ts": COMMIT_TS, "batch_id": 0, "hash": None, "key": {KEY: after[KEY]},
-                "after": after, "columns": columns_json,
+                "v": 1,
+                "op": "upsert",
+                "table": TABLE,
+                "source": f"tpch/{TABLE}",
+                "version": 1,
+                "commit_ts": COMMIT_TS,
+                "batch_id": 0,
+                "hash": None,
+                "key": {KEY: after[KEY]},
+                "after": after,
+                "columns": columns_json,
             }
             yield orjson.dumps({KEY: after[KEY]}), orjson.dumps(body)
 
 
 def _check_encoding(sample: pa.Table, columns: list[TargetColumn]) -> None:
     """The fast encoder must produce what changes.envelope.encode_event produces."""
-    commit_ts = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    commit_ts = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     for (key, value), after in zip(_envelopes(sample, columns), sample.to_pylist(), strict=True):
-        event = ChangeEvent(op=Op.UPSERT, table=TABLE, key=(after[KEY],), key_names=(KEY,), version=1, after=after,
-                            columns=tuple(columns), commit_ts=commit_ts, batch_id=0, source=f"tpch/{TABLE}")
+        event = ChangeEvent(
+            op=Op.UPSERT,
+            table=TABLE,
+            key=(after[KEY],),
+            key_names=(KEY,),
+            version=1,
+            after=after,
+            columns=tuple(columns),
+            commit_ts=commit_ts,
+            batch_id=0,
+            source=f"tpch/{TABLE}",
+        )
         ref_key, ref_value, _ = encode_event(event)
         assert (orjson.loads(key), orjson.loads(value)) == (orjson.loads(ref_key), orjson.loads(ref_value))
 
@@ -162,7 +182,9 @@ def measure_consumer(settings: LakesyncSettings, home: Path, messages: int) -> d
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "lakesync", "--log-format", "json", "--config", str(config), "consume"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     try:
         while _stored(settings) < messages:
@@ -234,10 +256,13 @@ def measure_executemany(conn: psycopg.Connection, orders: pa.Table, columns: lis
         "INSERT INTO {} AS t ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}"
         " WHERE t._lakesync_version < EXCLUDED._lakesync_version"
     ).format(
-        target, sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(sql.Placeholder() * len(names)),
-        sql.Identifier(KEY), sql.SQL(", ").join(updates),
+        target,
+        sql.SQL(", ").join(map(sql.Identifier, names)),
+        sql.SQL(", ").join(sql.Placeholder() * len(names)),
+        sql.Identifier(KEY),
+        sql.SQL(", ").join(updates),
     )
-    ts = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    ts = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     params = [(*row.values(), 1, ts) for row in orders.to_pylist()]
     _checkpoint_on(conn)
     started = time.monotonic()
@@ -310,7 +335,9 @@ def _write_config(path: Path, settings: LakesyncSettings) -> Path:
     lines: list[str] = []
     for section in ("kafka", "postgres", "consumer"):
         lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in data[section].items() if v is not None and not isinstance(v, dict)]
+        lines += [
+            f"{k} = {json.dumps(v)}" for k, v in data[section].items() if v is not None and not isinstance(v, dict)
+        ]
     for table in data["tables"]:
         lines.append("[[tables]]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in table.items() if v is not None]
@@ -331,32 +358,43 @@ def render(f: dict[str, Any]) -> str:
     verdict_rate = "met" if consumer_rate >= 100_000 else "MISSED"
     verdict_ratio = "met" if ratio >= 0.5 else "MISSED"
     verdict_rss = "met" if f["consumer_rss_mib"] < 300 else "MISSED"
-    return "\n".join([
-        START,
-        "## Consumer apply (`python -m bench.consumer_apply`)",
-        "",
-        f"{machine()}, fresh embedded Kafka + PostgreSQL.",
-        f"TPC-H `orders` SF{f['scale']:g}: {rows:,} rows as {f['messages']:,} upsert envelopes "
-        f"(produced in {f['produce_s']:.1f} s, not counted), applied into tables with the same columns "
-        "and primary key, each empty at the start.",
-        "",
-        "| measurement | rows | seconds | rows/s | vs raw COPY |",
-        "|---|---:|---:|---:|---:|",
-        f"| (a) `lakesync consume`, topic → PostgreSQL, assignment to last commit | {rows:,} | {f['consumer_s']:.2f} | "
-        f"{consumer_rate:,.0f} | {ratio:.2f}× |",
-        f"| (b) raw ceiling: one `COPY` (CSV) straight into the table | {rows:,} | {f['copy_s']:.2f} | {copy_rate:,.0f} | 1.00× |",
-        f"| (c) per-row `INSERT ... ON CONFLICT` executemany (first {f['baseline_rows']:,} rows) | {f['baseline_rows']:,} | "
-        f"{f['baseline_s']:.2f} | {baseline_rate:,.0f} | {baseline_rate / copy_rate:.2f}× |",
-        "",
-        f"- Consumer: {f['batches']} batches (batch_max_messages {f['batch_max_messages']:,}), "
-        f"{f['consumer_wall_s']:.1f} s from process launch to the last offset stored (start-up and group join included), "
-        f"peak RSS {f['consumer_rss_mib']:.0f} MiB.",
-        f"- Consumer vs executemany baseline: {consumer_rate / baseline_rate:.1f}×.",
-        f"- Targets: (a) ≥ 100,000 rows/s — {verdict_rate} ({consumer_rate:,.0f}); (a) ≥ 0.5 × (b) — {verdict_ratio} "
-        f"({ratio:.2f}×); RSS < 300 MB — {verdict_rss} ({f['consumer_rss_mib']:.0f} MiB).",
-        END,
-    ])
-
+    return "\n".join(
+        [
+            START,
+            "## Consumer apply (`python -m bench.consumer_apply`)",
+            "",
+            f"{machine()}, fresh embedded Kafka + PostgreSQL.",
+            (
+                f"TPC-H `orders` SF{f['scale']:g}: {rows:,} rows as {f['messages']:,} upsert envelopes "
+                f"(produced in {f['produce_s']:.1f} s, not counted), applied into tables with the same columns "
+                "and primary key, each empty at the start."
+            ),
+            "",
+            "| measurement | rows | seconds | rows/s | vs raw COPY |",
+            "|---|---:|---:|---:|---:|",
+            (
+                f"| (a) `lakesync consume`, topic → PostgreSQL, assignment to last commit | {rows:,} | {f['consumer_s']:.2f} | "
+                f"{consumer_rate:,.0f} | {ratio:.2f}× |"
+            ),
+            f"| (b) raw ceiling: one `COPY` (CSV) straight into the table | {rows:,} | {f['copy_s']:.2f} | {copy_rate:,.0f} | 1.00× |",
+            (
+                f"| (c) per-row `INSERT ... ON CONFLICT` executemany (first {f['baseline_rows']:,} rows) | {f['baseline_rows']:,} | "
+                f"{f['baseline_s']:.2f} | {baseline_rate:,.0f} | {baseline_rate / copy_rate:.2f}× |"
+            ),
+            "",
+            (
+                f"- Consumer: {f['batches']} batches (batch_max_messages {f['batch_max_messages']:,}), "
+                f"{f['consumer_wall_s']:.1f} s from process launch to the last offset stored (start-up and group join included), "
+                f"peak RSS {f['consumer_rss_mib']:.0f} MiB."
+            ),
+            f"- Consumer vs executemany baseline: {consumer_rate / baseline_rate:.1f}×.",
+            (
+                f"- Targets: (a) ≥ 100,000 rows/s — {verdict_rate} ({consumer_rate:,.0f}); (a) ≥ 0.5 × (b) — {verdict_ratio} "
+                f"({ratio:.2f}×); RSS < 300 MB — {verdict_rss} ({f['consumer_rss_mib']:.0f} MiB)."
+            ),
+            END,
+        ]
+    )
 
 
 if __name__ == "__main__":

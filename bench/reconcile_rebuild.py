@@ -38,9 +38,9 @@ from psycopg import sql
 
 from bench.report import children, machine, peak_rss_kib, rss_kib, write_section
 from bench.tpch import tpch_parquet
+from connectors.spark import build_spark_session
+from deploy.embedded_stack import EmbeddedStack
 from lakesync.config import LakesyncSettings, TableMapping, load_settings
-from lakesync.connectors.spark import build_spark_session
-from lakesync.deploy.embedded_stack import EmbeddedStack
 
 START, END = "<!-- reconcile-rebuild:start -->", "<!-- reconcile-rebuild:end -->"
 KEYS = ["l_orderkey", "l_linenumber"]
@@ -77,11 +77,23 @@ def measure(stack: EmbeddedStack, home: Path, scale: float, drift: float) -> dic
     rebuild = _run_cli(stack, settings, home, ["rebuild", "--table", name])
     copy = _raw_copy(settings, parquet, f"{name}_copy")
     injected = _inject_drift(settings, table, rows, drift)
-    reconcile = _run_cli(stack, settings, home, ["reconcile", "--table", name, "--no-wait",
-                                                  "--report", str(home / f"{name}.json")], ok=(0, 4))
+    reconcile = _run_cli(
+        stack,
+        settings,
+        home,
+        ["reconcile", "--table", name, "--no-wait", "--report", str(home / f"{name}.json")],
+        ok=(0, 4),
+    )
     report = json.loads((home / f"{name}.json").read_text())
-    return {"scale": scale, "rows": rows, "rebuild": rebuild, "copy": copy, "injected": injected,
-            "reconcile": reconcile, "report": report}
+    return {
+        "scale": scale,
+        "rows": rows,
+        "rebuild": rebuild,
+        "copy": copy,
+        "injected": injected,
+        "reconcile": reconcile,
+        "report": report,
+    }
 
 
 def _write_delta(settings: LakesyncSettings, table: TableMapping, parquet: Path) -> int:
@@ -93,18 +105,25 @@ def _write_delta(settings: LakesyncSettings, table: TableMapping, parquet: Path)
     return rows
 
 
-def _run_cli(stack: EmbeddedStack, settings: LakesyncSettings, home: Path, args: list[str],
-             ok: tuple[int, ...] = (0,)) -> dict[str, Any]:
+def _run_cli(
+    stack: EmbeddedStack, settings: LakesyncSettings, home: Path, args: list[str], ok: tuple[int, ...] = (0,)
+) -> dict[str, Any]:
     """A lakesync command in a subprocess: wall seconds and peak memory of it and its JVM."""
-    env = {**os.environ,
-           "LAKESYNC_TABLES": "[" + ",".join(t.model_dump_json() for t in settings.tables) + "]",
-           "LAKESYNC_STATE_DIR": str(settings.state_dir),
-           "LAKESYNC_SPARK": json.dumps({"ui_enabled": False})}
+    env = {
+        **os.environ,
+        "LAKESYNC_TABLES": "[" + ",".join(t.model_dump_json() for t in settings.tables) + "]",
+        "LAKESYNC_STATE_DIR": str(settings.state_dir),
+        "LAKESYNC_SPARK": json.dumps({"ui_enabled": False}),
+    }
     log = home / f"{args[0]}-{settings.tables[0].name}.log"
     started = time.monotonic()
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "lakesync", "--config", str(stack.config_file),
-                                    "--log-format", "json", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lakesync", "--config", str(stack.config_file), "--log-format", "json", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     python_peak = jvm_peak = 0
     while process.poll() is None:
         python_peak = max(python_peak, peak_rss_kib(process.pid))
@@ -114,8 +133,13 @@ def _run_cli(stack: EmbeddedStack, settings: LakesyncSettings, home: Path, args:
         raise SystemExit(f"lakesync {args[0]} failed ({process.returncode}); see {log}:\n{log.read_text()[-3000:]}")
     text = log.read_text()
     rebuilt = [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"rebuilt"' in line]
-    return {"wall_s": time.monotonic() - started, "python_peak_mib": python_peak / 1024,
-            "jvm_peak_mib": jvm_peak / 1024, "exit": process.returncode, "log": rebuilt[-1] if rebuilt else None}
+    return {
+        "wall_s": time.monotonic() - started,
+        "python_peak_mib": python_peak / 1024,
+        "jvm_peak_mib": jvm_peak / 1024,
+        "exit": process.returncode,
+        "log": rebuilt[-1] if rebuilt else None,
+    }
 
 
 def _raw_copy(settings: LakesyncSettings, parquet: Path, table: str) -> dict[str, float]:
@@ -134,12 +158,18 @@ def _raw_copy(settings: LakesyncSettings, parquet: Path, table: str) -> dict[str
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
         conn.execute(sql.SQL("CREATE TABLE {} ({})").format(target, columns))
         started = time.monotonic()
-        with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(target)) as copy, csv_path.open("rb") as source:
+        with (
+            conn.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(target)) as copy,
+            csv_path.open("rb") as source,
+        ):
             while chunk := source.read(1 << 20):
                 copy.write(chunk)
         copied = time.monotonic()
-        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
-            target, sql.SQL(", ").join(sql.Identifier(k) for k in KEYS)))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
+                target, sql.SQL(", ").join(sql.Identifier(k) for k in KEYS)
+            )
+        )
         keyed = time.monotonic()
         loaded = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]  # type: ignore[index]
         if loaded != arrow.num_rows:
@@ -154,18 +184,25 @@ def _inject_drift(settings: LakesyncSettings, table: TableMapping, rows: int, fr
     target = sql.Identifier(table.target_schema, table.target_table)
     with psycopg.connect(**settings.postgres.connection_kwargs(), autocommit=True) as conn:
         every = max(1, rows // count)
-        changed = conn.execute(sql.SQL(
-            "UPDATE {} SET l_comment = l_comment || ' drift' WHERE (l_orderkey * 7 + l_linenumber) % {} = 0 "
-            "AND l_orderkey % 2 = 0").format(target, sql.Literal(every))).rowcount
-        deleted = conn.execute(sql.SQL(
-            "DELETE FROM {} WHERE (l_orderkey * 7 + l_linenumber) % {} = 0 AND l_orderkey % 4 = 1"
-        ).format(target, sql.Literal(every))).rowcount
-        extra = conn.execute(sql.SQL(
-            "INSERT INTO {t} SELECT l_orderkey, l_partkey, l_suppkey, l_linenumber + 100, l_quantity, "
-            "l_extendedprice, l_discount, l_tax, l_returnflag, l_linestatus, l_shipdate, l_commitdate, "
-            "l_receiptdate, l_shipinstruct, l_shipmode, l_comment, _lakesync_version, _lakesync_commit_ts "
-            "FROM {t} WHERE (l_orderkey * 7 + l_linenumber) % {n} = 0 AND l_orderkey % 4 = 3"
-        ).format(t=target, n=sql.Literal(every))).rowcount
+        changed = conn.execute(
+            sql.SQL(
+                "UPDATE {} SET l_comment = l_comment || ' drift' WHERE (l_orderkey * 7 + l_linenumber) % {} = 0 "
+                "AND l_orderkey % 2 = 0"
+            ).format(target, sql.Literal(every))
+        ).rowcount
+        deleted = conn.execute(
+            sql.SQL("DELETE FROM {} WHERE (l_orderkey * 7 + l_linenumber) % {} = 0 AND l_orderkey % 4 = 1").format(
+                target, sql.Literal(every)
+            )
+        ).rowcount
+        extra = conn.execute(
+            sql.SQL(
+                "INSERT INTO {t} SELECT l_orderkey, l_partkey, l_suppkey, l_linenumber + 100, l_quantity, "
+                "l_extendedprice, l_discount, l_tax, l_returnflag, l_linestatus, l_shipdate, l_commitdate, "
+                "l_receiptdate, l_shipinstruct, l_shipmode, l_comment, _lakesync_version, _lakesync_commit_ts "
+                "FROM {t} WHERE (l_orderkey * 7 + l_linenumber) % {n} = 0 AND l_orderkey % 4 = 3"
+            ).format(t=target, n=sql.Literal(every))
+        ).rowcount
     return {"different": changed, "missing_in_target": deleted, "extra_in_target": extra}
 
 
@@ -178,12 +215,15 @@ def _plain_strings(arrow: pa.Table) -> pa.Table:
 def _pg_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_decimal(arrow_type):
         return f"numeric({arrow_type.precision},{arrow_type.scale})"
-    return {pa.int64(): "bigint", pa.int32(): "integer", pa.string(): "text", pa.date32(): "date"}.get(arrow_type, "text")
+    return {pa.int64(): "bigint", pa.int32(): "integer", pa.string(): "text", pa.date32(): "date"}.get(
+        arrow_type, "text"
+    )
 
 
 def _settings(stack: EmbeddedStack, home: Path, tables: list[TableMapping]) -> LakesyncSettings:
-    return load_settings(None, **stack.settings_overrides(), tables=tables, state_dir=home / "state",
-                         spark={"ui_enabled": False})
+    return load_settings(
+        None, **stack.settings_overrides(), tables=tables, state_dir=home / "state", spark={"ui_enabled": False}
+    )
 
 
 def render(figures: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -224,9 +264,11 @@ def render(figures: list[dict[str, Any]], args: argparse.Namespace) -> str:
         )
     lines += [
         "",
-        "- rebuild load rows/s: the parallel COPY into the shadow table (Spark renders CSV, "
-        "`postgres.max_spark_connections` connections); wall time adds JVM start, reading Delta, the key, "
-        "ANALYZE, the swap and the stream-state reset.",
+        (
+            "- rebuild load rows/s: the parallel COPY into the shadow table (Spark renders CSV, "
+            "`postgres.max_spark_connections` connections); wall time adds JVM start, reading Delta, the key, "
+            "ANALYZE, the swap and the stream-state reset."
+        ),
         END,
     ]
     return "\n".join(lines)

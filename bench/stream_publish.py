@@ -37,9 +37,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bench.report import children, machine, peak_rss_kib, rss_kib, write_section
 from bench.tpch import tpch_parquet
+from connectors.spark import build_spark_session
+from deploy.embedded_stack import EmbeddedStack
 from lakesync.config import LakesyncSettings, TableMapping, load_settings
-from lakesync.connectors.spark import build_spark_session
-from lakesync.deploy.embedded_stack import EmbeddedStack
 
 START, END = "<!-- stream-publish:start -->", "<!-- stream-publish:end -->"
 KEY = "o_orderkey"
@@ -87,7 +87,9 @@ def measure_snapshot(spark: Any, stack: EmbeddedStack, home: Path, scale: float)
     return figures
 
 
-def measure_incremental(spark: Any, stack: EmbeddedStack, home: Path, scale: float, args: argparse.Namespace) -> dict[str, Any]:
+def measure_incremental(
+    spark: Any, stack: EmbeddedStack, home: Path, scale: float, args: argparse.Namespace
+) -> dict[str, Any]:
     """Keep the job running, commit `commits` updates of `changed` rows, time each message.
 
     The first `warmup` commits warm the JVMs up and are not timed.
@@ -97,7 +99,9 @@ def measure_incremental(spark: Any, stack: EmbeddedStack, home: Path, scale: flo
     settings = _settings(stack, home, [table])
     stop = threading.Event()
     job: dict[str, Any] = {}
-    runner = threading.Thread(target=lambda: job.update(_run_stream(stack, settings, home, table.name, once=False, stop=stop)))
+    runner = threading.Thread(
+        target=lambda: job.update(_run_stream(stack, settings, home, table.name, once=False, stop=stop))
+    )
     runner.start()
     try:
         _wait_for_log(home / f"stream-{table.name}.log", '"stream started"')
@@ -136,7 +140,12 @@ def measure_incremental(spark: Any, stack: EmbeddedStack, home: Path, scale: flo
 
 
 def _run_stream(
-    stack: EmbeddedStack, settings: LakesyncSettings, home: Path, name: str, *, once: bool,
+    stack: EmbeddedStack,
+    settings: LakesyncSettings,
+    home: Path,
+    name: str,
+    *,
+    once: bool,
     stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Run `lakesync stream` in a subprocess; sample the memory of it and its JVM child."""
@@ -150,7 +159,9 @@ def _run_stream(
     log_path = home / f"stream-{name}.log"
     command = [sys.executable, "-m", "lakesync", "--config", str(stack.config_file), "--log-format", "json", "stream"]
     with log_path.open("a") as log:
-        process = subprocess.Popen([*command, *(["--once"] if once else [])], env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*command, *(["--once"] if once else [])], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     python_peak = jvm_peak = 0
     while process.poll() is None:
         python_peak = max(python_peak, peak_rss_kib(process.pid))
@@ -180,8 +191,14 @@ def _sum_batches(batches: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _latencies(settings: LakesyncSettings, topic: str, expected: int, since: float, timeout_s: float) -> list[float]:
     """Kafka timestamp - Delta commit timestamp, for every message of a commit made after `since`."""
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"bench-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"bench-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     seen, latencies = 0, []
@@ -216,8 +233,12 @@ def _write_delta(spark: Any, table: TableMapping, scale: float) -> int:
         return spark.read.format("delta").load(table.source).count()
     frame = spark.read.parquet(str(tpch_parquet("orders", scale)))
     # Deletion vectors keep each incremental UPDATE cheap: the writer shares these 2 cores.
-    (frame.write.format("delta").option("delta.enableChangeDataFeed", "true")
-     .option("delta.enableDeletionVectors", "true").save(table.source))
+    (
+        frame.write.format("delta")
+        .option("delta.enableChangeDataFeed", "true")
+        .option("delta.enableDeletionVectors", "true")
+        .save(table.source)
+    )
     return spark.read.format("delta").load(table.source).count()
 
 
@@ -228,7 +249,10 @@ def _mapping(home: Path, scale: float) -> TableMapping:
 
 def _settings(stack: EmbeddedStack, home: Path, tables: list[TableMapping]) -> LakesyncSettings:
     return load_settings(
-        None, **stack.settings_overrides(), tables=tables, state_dir=home / "state",
+        None,
+        **stack.settings_overrides(),
+        tables=tables,
+        state_dir=home / "state",
         spark={"ui_enabled": False},
     )
 
@@ -262,8 +286,10 @@ def render(snapshots: list[dict[str, Any]], incremental: dict[str, Any], args: a
     largest = snapshots[-1]
     lines += [
         "",
-        f"- Time split at SF {largest['scale']:g}: read feed (map, key, hash) {largest['read_s']:.1f} s, "
-        f"classify + publish + state log {largest['publish_s']:.1f} s, snapshot compaction {largest['compact_s']:.1f} s.",
+        (
+            f"- Time split at SF {largest['scale']:g}: read feed (map, key, hash) {largest['read_s']:.1f} s, "
+            f"classify + publish + state log {largest['publish_s']:.1f} s, snapshot compaction {largest['compact_s']:.1f} s."
+        ),
     ]
     if len(snapshots) > 1:
         small = snapshots[0]
@@ -277,14 +303,18 @@ def render(snapshots: list[dict[str, Any]], incremental: dict[str, Any], args: a
         "",
         f"### Incremental (`lakesync stream`, trigger 0.5 s, SF {max(s['scale'] for s in snapshots):g} table)",
         "",
-        f"{i['commits']} commits of {i['changed']:,} updated rows, one every {args.interval:g} s, made by a second "
-        f"Spark session on the same {os.cpu_count()} cores (after {args.warmup} untimed warm-up commits); "
-        "latency = Kafka message timestamp − Delta commit timestamp, over every message.",
+        (
+            f"{i['commits']} commits of {i['changed']:,} updated rows, one every {args.interval:g} s, made by a second "
+            f"Spark session on the same {os.cpu_count()} cores (after {args.warmup} untimed warm-up commits); "
+            "latency = Kafka message timestamp − Delta commit timestamp, over every message."
+        ),
         "",
         "| messages | batches | p50 s | p99 s | max s | median batch s (read / publish) |",
         "|---:|---:|---:|---:|---:|---:|",
-        f"| {i['messages']:,} | {i['batches']} | {_f(i['p50_s'])} | {_f(i['p99_s'])} | {_f(i['max_s'])} | "
-        f"{_f(i['batch_median_s'])} ({_f(i['read_median_s'])} / {_f(i['publish_median_s'])}) |",
+        (
+            f"| {i['messages']:,} | {i['batches']} | {_f(i['p50_s'])} | {_f(i['p99_s'])} | {_f(i['max_s'])} | "
+            f"{_f(i['batch_median_s'])} ({_f(i['read_median_s'])} / {_f(i['publish_median_s'])}) |"
+        ),
         END,
     ]
     return "\n".join(lines)

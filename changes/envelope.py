@@ -60,7 +60,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from lakesync.changes.type_mapping import TargetColumn
+from changes.type_mapping import TargetColumn
 from lakesync.errors import LakesyncError
 
 ENVELOPE_VERSION = 1
@@ -129,7 +129,9 @@ def encode_event(event: ChangeEvent) -> tuple[bytes, bytes, list[tuple[str, byte
         "batch_id": event.batch_id,
         "hash": event.row_hash,
         "key": key,
-        "after": None if event.after is None else {c.name: encode_value(event.after.get(c.name), c.pg_type) for c in event.columns},
+        "after": None
+        if event.after is None
+        else {c.name: encode_value(event.after.get(c.name), c.pg_type) for c in event.columns},
         "columns": columns_text(event.columns),
     }
     return _compact(key), _compact(body), _headers(event)
@@ -272,8 +274,13 @@ def _decode_tombstone(key: bytes | None, headers: dict[str, bytes]) -> ChangeEve
     except (KeyError, TypeError, ValueError, UnicodeDecodeError, InvalidOperation) as exc:
         raise EnvelopeError(f"tombstone without lakesync headers or a JSON key: {exc}") from None
     return ChangeEvent(
-        op=Op.DELETE, table=table, key=values, key_names=key_names, version=version,
-        columns=tuple(TargetColumn(n, t) for n, t in zip(key_names, key_types)), is_tombstone=True,
+        op=Op.DELETE,
+        table=table,
+        key=values,
+        key_names=key_names,
+        version=version,
+        columns=tuple(TargetColumn(n, t) for n, t in zip(key_names, key_types, strict=True)),
+        is_tombstone=True,
         batch_id=REPAIR_BATCH_ID if headers.get(HEADER_REPAIR) == b"1" else None,
     )
 
@@ -289,7 +296,7 @@ def _decimal(value: Any) -> Decimal:
 
 def _format_instant(value: dt.datetime) -> str:
     """UTC with six fraction digits and a Z; a naive value is taken to be UTC already."""
-    instant = value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    instant = value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
     return instant.isoformat(timespec="microseconds") + "Z"
 
 

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 SEED = 42
 NULL_TOKEN = "~"
 _EPOCH_DATE = dt.date(1970, 1, 1)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_NAIVE = dt.datetime(1970, 1, 1)
 _INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _TEXT = (T.StringType, T.CharType, T.VarcharType)
@@ -116,7 +116,7 @@ def _tag_and_payload(value: Any, data_type: T.DataType) -> tuple[str, str]:
     if isinstance(data_type, T.DateType):
         return "d", str((value - _EPOCH_DATE).days)
     if isinstance(data_type, T.TimestampType):
-        instant = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        instant = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return "t", str((instant - _EPOCH) // dt.timedelta(microseconds=1))
     if isinstance(data_type, T.TimestampNTZType):
         return "l", str((value.replace(tzinfo=None) - _EPOCH_NAIVE) // dt.timedelta(microseconds=1))
@@ -134,10 +134,7 @@ def _nested_tag_and_payload(value: Any, data_type: T.DataType) -> tuple[str, str
         return "m", "".join(entries)
     if isinstance(data_type, T.StructType):
         fields = value if isinstance(value, Mapping) else value.asDict() if hasattr(value, "asDict") else None
-        if fields is None:
-            values = list(value)
-        else:
-            values = [fields.get(f.name) for f in data_type.fields]
+        values = list(value) if fields is None else [fields.get(f.name) for f in data_type.fields]
         return "r", "".join(token(v, f.dataType, nested=True) for v, f in zip(values, data_type.fields, strict=True))
     raise TypeError(f"no canonical encoding for {data_type.simpleString()}")
 
@@ -156,7 +153,7 @@ def row_hash_column(schema: T.StructType, columns: Sequence[Column] | None = Non
     """Spark expression computing `row_hash` for the columns of `schema` (by name by default)."""
     from pyspark.sql import functions as F
 
-    from lakesync.connectors.spark import column
+    from connectors.spark import column
 
     cols = columns if columns is not None else [column(f.name) for f in schema.fields]
     tokens = [token_column(c, f.dataType) for c, f in zip(cols, schema.fields, strict=True)]

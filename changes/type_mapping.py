@@ -82,4 +82,3 @@ def target_columns(schema: T.StructType) -> list[TargetColumn]:
 
 def is_nested(data_type: T.DataType) -> bool:
     return isinstance(data_type, NESTED_TYPES)
-

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Sequence
 
 from confluent_kafka import (
     OFFSET_INVALID,
+    Consumer,
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
-    Consumer,
     KafkaError,
     KafkaException,
     TopicPartition,
@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from lakesync.config import KafkaSettings
 from lakesync.errors import LakesyncError
-from lakesync.observability.lag import GroupSample, PartitionSample
+from observability.lag import GroupSample, PartitionSample
 
 Partition = tuple[str, int]
 
@@ -34,7 +34,7 @@ Partition = tuple[str, int]
 _REBALANCING = {ConsumerGroupState.PREPARING_REBALANCING, ConsumerGroupState.COMPLETING_REBALANCING}
 
 
-class OffsetsUnavailable(LakesyncError):
+class OffsetsUnavailableError(LakesyncError):
     """Kafka did not answer the offset or group requests in time."""
 
 
@@ -55,8 +55,9 @@ class OffsetReader:
         try:
             return self._sample(group, topics, dead_letter_topic)
         except KafkaException as exc:
-            raise OffsetsUnavailable(f"cannot read offsets of group {group!r} from {self._settings.bootstrap_servers}: "
-                                     f"{_describe(exc)}") from None
+            raise OffsetsUnavailableError(
+                f"cannot read offsets of group {group!r} from {self._settings.bootstrap_servers}: {_describe(exc)}"
+            ) from None
 
     def _sample(self, group: str, topics: Sequence[str], dead_letter_topic: str | None) -> GroupSample:
         partitions, missing = self._partitions(topics)
@@ -69,8 +70,11 @@ class OffsetReader:
         stamps = self._timestamps.at_offsets(lagging)
         samples = {
             tp: PartitionSample(
-                log_start=starts[tp], log_end=ends[tp], committed=committed.get(tp),
-                oldest_unapplied_ts=stamps.get(tp), owned=None if owned is None else tp in owned,
+                log_start=starts[tp],
+                log_end=ends[tp],
+                committed=committed.get(tp),
+                oldest_unapplied_ts=stamps.get(tp),
+                owned=None if owned is None else tp in owned,
             )
             for tp in partitions
         }
@@ -103,8 +107,11 @@ class OffsetReader:
         request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in partitions])
         future = self._admin.list_consumer_group_offsets([request], request_timeout=self._timeout_s)[group]
         result = future.result()
-        return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions
-                if tp.error is None and tp.offset != OFFSET_INVALID and tp.offset >= 0}
+        return {
+            (tp.topic, tp.partition): tp.offset
+            for tp in result.topic_partitions
+            if tp.error is None and tp.offset != OFFSET_INVALID and tp.offset >= 0
+        }
 
     def _offsets(self, partitions: Iterable[Partition], spec: OffsetSpec) -> dict[Partition, int]:
         request = {TopicPartition(t, p): spec for t, p in partitions}
@@ -136,17 +143,19 @@ class RecordTimestamps:
     def __init__(self, settings: KafkaSettings, *, timeout_s: float = 5.0) -> None:
         self._timeout_s = timeout_s
         self._cache: dict[Partition, tuple[int, float | None]] = {}
-        self._consumer = Consumer({
-            **settings.client_config(),
-            # Required by the client, never joined: assign() only, nothing is committed.
-            "group.id": f"lakesync-lag-probe-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            # One record per partition is wanted: keep the prefetch small.
-            "queued.max.messages.kbytes": 1024,
-            "fetch.wait.max.ms": 50,
-        })
+        self._consumer = Consumer(
+            {
+                **settings.client_config(),
+                # Required by the client, never joined: assign() only, nothing is committed.
+                "group.id": f"lakesync-lag-probe-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,
+                # One record per partition is wanted: keep the prefetch small.
+                "queued.max.messages.kbytes": 1024,
+                "fetch.wait.max.ms": 50,
+            }
+        )
 
     def close(self) -> None:
         self._consumer.close()

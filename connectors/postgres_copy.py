@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from lakesync.changes.envelope import SPARK_JSON_OPTIONS
-from lakesync.changes.type_mapping import is_nested
-from lakesync.connectors.spark import column
+from changes.envelope import SPARK_JSON_OPTIONS
+from changes.type_mapping import is_nested
+from connectors.spark import column
 
 if TYPE_CHECKING:
     from pyspark.sql import Column

@@ -19,11 +19,11 @@ import psycopg
 from psycopg import sql
 from pyspark.sql import types as T
 
-from lakesync.changes.type_mapping import is_nested
+from changes.envelope import SPARK_JSON_OPTIONS
+from changes.type_mapping import is_nested
+from connectors.postgres_schema import ExistingTable, TableRef, describe_table
+from connectors.spark import column
 from lakesync.config import PostgresSettings
-from lakesync.connectors.postgres_schema import ExistingTable, TableRef, describe_table
-from lakesync.changes.envelope import SPARK_JSON_OPTIONS
-from lakesync.connectors.spark import column
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -71,8 +71,12 @@ def read_table(
             )
         return reader.load()
     predicates = _hash_predicates(key_columns, partitions)
-    return spark.read.jdbc(pg.jdbc_url(), select.as_string(None), predicates=predicates,
-                           properties={**pg.jdbc_properties(), "preferTimestampNTZ": "true"})
+    return spark.read.jdbc(
+        pg.jdbc_url(),
+        select.as_string(None),
+        predicates=predicates,
+        properties={**pg.jdbc_properties(), "preferTimestampNTZ": "true"},
+    )
 
 
 def align_to_schema(frame: DataFrame, schema: T.StructType) -> DataFrame:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from lakesync.changes.type_mapping import TargetColumn
+from changes.type_mapping import TargetColumn
 from lakesync.errors import LakesyncError
 
 BOOKKEEPING_SCHEMA = "lakesync"
@@ -199,9 +199,7 @@ def create_target_table(
     definitions.append(sql.SQL("{} timestamptz").format(sql.Identifier(COMMIT_TS_COLUMN)))
     if primary_key:
         definitions.append(sql.SQL("PRIMARY KEY ({})").format(_identifiers(key_columns)))
-    conn.execute(
-        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(ref.identifier, sql.SQL(", ").join(definitions))
-    )
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(ref.identifier, sql.SQL(", ").join(definitions)))
 
 
 def add_columns(conn: psycopg.Connection, ref: TableRef, columns: Sequence[TargetColumn]) -> None:
@@ -256,10 +254,23 @@ def _is_numeric(pg_type: str) -> bool:
     return len(parts) == 2 and all(p.strip().isdigit() for p in parts)
 
 
-_KNOWN_TYPES = frozenset({
-    "boolean", "smallint", "integer", "bigint", "real", "double precision", "numeric", "text",
-    "bytea", "date", "timestamptz", "timestamp", "jsonb",
-})
+_KNOWN_TYPES = frozenset(
+    {
+        "boolean",
+        "smallint",
+        "integer",
+        "bigint",
+        "real",
+        "double precision",
+        "numeric",
+        "text",
+        "bytea",
+        "date",
+        "timestamptz",
+        "timestamp",
+        "jsonb",
+    }
+)
 
 
 def _identifiers(names: object) -> sql.Composed:

@@ -20,17 +20,17 @@ from typing import Any
 
 from rich.console import Console
 
-from lakesync.batch.consumer_position import wait_for_consumer
-from lakesync.batch.reconcile import reconcile
-from lakesync.batch.reconcile_report import print_summary
+from batch.consumer_position import wait_for_consumer
+from batch.reconcile import reconcile
+from batch.reconcile_report import print_summary
+from connectors.spark import build_spark_session
+from deploy.embedded_stack import EmbeddedStack
 from lakesync.config import ColumnMapping, LakesyncSettings, LookupTable, TableMapping, load_settings
-from lakesync.connectors.spark import build_spark_session
-from lakesync.deploy.embedded_stack import EmbeddedStack
-from lakesync.streaming.consumer.service import ConsumerService
-from lakesync.streaming.publisher import source
-from lakesync.streaming.publisher.job import StreamJob, table_state_dir
-from lakesync.streaming.publisher.micro_batch import BatchReport
-from lakesync.streaming.publisher.progress import load_progress
+from streaming.consumer.service import ConsumerService
+from streaming.publisher import source
+from streaming.publisher.job import StreamJob, table_state_dir
+from streaming.publisher.micro_batch import BatchReport
+from streaming.publisher.progress import load_progress
 
 UF_CSV = Path(__file__).resolve().parent / "sample_data" / "uf_ibge.csv"
 UF_CODES = [11, 12, 13, 14, 15, 16, 17, 21, 22, 23, 24, 25, 26, 27, 28, 29, 31, 32, 33, 35, 41, 42, 43, 50, 51, 52, 53]
@@ -66,8 +66,12 @@ def run_demo(home: Path, *, rows: int = 2000, keep_running: bool = False) -> int
     console.print("starting embedded Kafka (KRaft) and PostgreSQL ...")
     stack.up()
     settings = load_settings(
-        None, **stack.settings_overrides(), tables=[demo_table(home)], state_dir=home / "state",
-        spark={"ui_enabled": False}, stream={"trigger_interval_s": 1.0},
+        None,
+        **stack.settings_overrides(),
+        tables=[demo_table(home)],
+        state_dir=home / "state",
+        spark={"ui_enabled": False},
+        stream={"trigger_interval_s": 1.0},
         consumer={"group_id": "lakesync-demo", "batch_max_wait_s": 0.2},
     )
     table = settings.tables[0]
@@ -75,7 +79,7 @@ def run_demo(home: Path, *, rows: int = 2000, keep_running: bool = False) -> int
     reports: list[BatchReport] = []
     try:
         _write_registry(spark, table, rows, console)
-        with _pipeline(spark, settings, reports) as pipeline:
+        with _Pipeline(spark, settings, reports) as pipeline:
             _wait_synced(spark, settings, table, console, "initial load", pipeline.check)
             _change_registry(spark, table, console)
             _wait_synced(spark, settings, table, console, "changes", pipeline.check)
@@ -87,12 +91,14 @@ def run_demo(home: Path, *, rows: int = 2000, keep_running: bool = False) -> int
     _summarize(console, reports)
     print_summary(result, console)
     if keep_running:
-        console.print(f"services still running; `export LAKESYNC_CONFIG={stack.config_file}`, stop with "
-                      f"`lakesync down --home {stack.home}`")
+        console.print(
+            f"services still running; `export LAKESYNC_CONFIG={stack.config_file}`, stop with "
+            f"`lakesync down --home {stack.home}`"
+        )
     return 0 if result.counts.drift == 0 else 4
 
 
-class _pipeline:
+class _Pipeline:
     """The stream job and the consumer in threads of this process, stopped on exit."""
 
     def __init__(self, spark: Any, settings: LakesyncSettings, reports: list[BatchReport]) -> None:
@@ -108,7 +114,7 @@ class _pipeline:
         def run() -> None:
             try:
                 work()
-            except BaseException as exc:  # re-raised in the main thread by check()
+            except BaseException as exc:  # noqa: BLE001 (re-raised in the main thread by check())
                 self.failures.append(exc)
 
         return run
@@ -118,7 +124,7 @@ class _pipeline:
         if self.failures:
             raise self.failures[0]
 
-    def __enter__(self) -> _pipeline:
+    def __enter__(self) -> _Pipeline:
         for thread in self.threads:
             thread.start()
         return self
@@ -136,24 +142,37 @@ def _write_registry(spark: Any, table: TableMapping, rows: int, console: Console
         return
     console.print(f"writing a sample registry of {rows:,} people to the Delta table {table.source}")
     people = [
-        (i, f"pessoa {i:05d} da silva", UF_CODES[i % len(UF_CODES)], f"{1000 + (i * 37) % 9000}.{i % 100:02d}",
-         dt.date(1950, 1, 1) + dt.timedelta(days=(i * 97) % 20000), dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+        (
+            i,
+            f"pessoa {i:05d} da silva",
+            UF_CODES[i % len(UF_CODES)],
+            f"{1000 + (i * 37) % 9000}.{i % 100:02d}",
+            dt.date(1950, 1, 1) + dt.timedelta(days=(i * 97) % 20000),
+            dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        )
         for i in range(1, rows + 1)
     ]
-    spark.createDataFrame(people, SOURCE_SCHEMA).write.format("delta") \
-        .option("delta.enableChangeDataFeed", "true").save(table.source)
+    spark.createDataFrame(people, SOURCE_SCHEMA).write.format("delta").option(
+        "delta.enableChangeDataFeed", "true"
+    ).save(table.source)
 
 
 def _change_registry(spark: Any, table: TableMapping, console: Console) -> None:
     t = f"delta.`{table.source}`"
-    console.print("changing the registry: 50 raises, 5 moves to São Paulo, 10 deletions, 20 new people, "
-                  "and 100 updates that change nothing")
-    spark.sql(f"UPDATE {t} SET renda = cast(cast(renda AS decimal(12,2)) * 1.1 AS decimal(12,2)), "
-              "atualizado_em = current_timestamp() WHERE id % 40 = 0")
+    console.print(
+        "changing the registry: 50 raises, 5 moves to São Paulo, 10 deletions, 20 new people, "
+        "and 100 updates that change nothing"
+    )
+    spark.sql(
+        f"UPDATE {t} SET renda = cast(cast(renda AS decimal(12,2)) * 1.1 AS decimal(12,2)), "
+        "atualizado_em = current_timestamp() WHERE id % 40 = 0"
+    )
     spark.sql(f"UPDATE {t} SET cod_uf = 35 WHERE id IN (1, 2, 3, 4, 5)")
     spark.sql(f"DELETE FROM {t} WHERE id % 200 = 7")
-    spark.sql(f"INSERT INTO {t} SELECT id + 100000, concat('nova pessoa ', id), 26, '2500.00', "
-              f"date'1990-05-17', current_timestamp() FROM {t} WHERE id <= 20")
+    spark.sql(
+        f"INSERT INTO {t} SELECT id + 100000, concat('nova pessoa ', id), 26, '2500.00', "
+        f"date'1990-05-17', current_timestamp() FROM {t} WHERE id <= 20"
+    )
     spark.sql(f"UPDATE {t} SET nome = nome WHERE id BETWEEN 500 AND 599")
 
 

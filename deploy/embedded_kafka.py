@@ -14,14 +14,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakesync.config import default_cache_dir
-from lakesync.deploy.processes import (
+from deploy.processes import (
     free_port,
     pid_runs,
     tcp_open,
     terminate,
     wait_until_ready,
 )
+from lakesync.config import default_cache_dir
 from lakesync.errors import EmbeddedServiceError, SetupError
 
 MAIN_CLASS = "kafka.Kafka"
@@ -123,7 +123,12 @@ class KafkaBroker:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         command = self._java_command(
             # `=` form: a base64url id may start with "-", which argparse would take for an option.
-            STORAGE_TOOL, "format", f"--cluster-id={cluster_id}", "-c", str(self._config_file), "--ignore-formatted"
+            STORAGE_TOOL,
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(self._config_file),
+            "--ignore-formatted",
         )
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
@@ -151,7 +156,7 @@ class KafkaBroker:
         admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
         try:
             metadata = admin.list_topics(timeout=3)
-        except Exception:  # KafkaException while the broker is still electing itself
+        except Exception:  # noqa: BLE001 (KafkaException while the broker is still electing itself)
             return False
         return len(metadata.brokers) >= 1
 
@@ -197,4 +202,3 @@ logger.controller.level = WARN
 logger.raft.name = org.apache.kafka.raft
 logger.raft.level = WARN
 """
-

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakesync.deploy.processes import free_port, pid_runs, tcp_open, wait_until_ready
+from deploy.processes import free_port, pid_runs, tcp_open, wait_until_ready
 from lakesync.errors import EmbeddedServiceError, SetupError
 
 SERVER_USER = "postgres"
@@ -64,8 +64,14 @@ class PostgresServer:
             self._initdb()
         self.port = free_port(self.port)
         self._pg_ctl(
-            "start", "-w", "-t", str(int(timeout_s)), "-l", str(self.log_file),
-            "-o", f"-p {self.port} -k {self.socket_dir}",
+            "start",
+            "-w",
+            "-t",
+            str(int(timeout_s)),
+            "-l",
+            str(self.log_file),
+            "-o",
+            f"-p {self.port} -k {self.socket_dir}",
         )
         self.pid = self._postmaster_pid()
         wait_until_ready(
@@ -109,9 +115,7 @@ class PostgresServer:
 
     def _check_reachable_by_server_user(self) -> None:
         # The postgres user must traverse every parent directory (e.g. pytest's 0700 temp root).
-        probe = subprocess.run(
-            ["runuser", "-u", SERVER_USER, "--", "test", "-w", str(self.home)], capture_output=True
-        )
+        probe = subprocess.run(["runuser", "-u", SERVER_USER, "--", "test", "-w", str(self.home)], capture_output=True)
         if probe.returncode != 0:
             raise EmbeddedServiceError(
                 f"user {SERVER_USER!r} cannot write {self.home}: give every parent directory "
@@ -127,8 +131,16 @@ class PostgresServer:
         pwfile.chmod(0o600)
         try:
             self._run(
-                "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
-                "--auth-host=scram-sha-256", "--auth-local=peer", "--encoding=UTF8", "--no-locale",
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=peer",
+                "--encoding=UTF8",
+                "--no-locale",
             )
         finally:
             pwfile.unlink(missing_ok=True)

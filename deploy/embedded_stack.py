@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakesync.deploy.embedded_kafka import KafkaBroker
-from lakesync.deploy.embedded_postgres import DATABASE, SUPERUSER, PostgresServer
+from deploy.embedded_kafka import KafkaBroker
+from deploy.embedded_postgres import DATABASE, SUPERUSER, PostgresServer
 
 DEFAULT_HOME = Path(".lakesync/embedded")
 

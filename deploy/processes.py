@@ -63,9 +63,7 @@ def wait_until_ready(
         if probe():
             return
         time.sleep(0.25)
-    raise EmbeddedServiceError(
-        f"{what} was not ready after {timeout_s:.0f} s; last lines of {log}:\n{tail(log)}"
-    )
+    raise EmbeddedServiceError(f"{what} was not ready after {timeout_s:.0f} s; last lines of {log}:\n{tail(log)}")
 
 
 def pid_alive(pid: int) -> bool:

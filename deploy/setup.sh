@@ -60,6 +60,8 @@ ensure_venv() {
   fi
   say "creating python env in $VENV"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  # setuptools explains editable installs with multi-line warnings: setup prints only its own steps.
+  export PYTHONWARNINGS=ignore
   "$VENV/bin/python" -m pip install -q --upgrade pip setuptools
   "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]"
   echo "$stamp" > "$VENV/.lakesync-stamp"

@@ -70,7 +70,7 @@ def settings(**overrides: object) -> LakesyncSettings:
 @app.command()
 def up(home: HomeOption = Path(".lakesync/embedded")) -> None:
     """Start the embedded Kafka broker (KRaft) and PostgreSQL server; print how to use them."""
-    from lakesync.deploy.embedded_stack import EmbeddedStack
+    from deploy.embedded_stack import EmbeddedStack
 
     stack = EmbeddedStack.at(home)
     stack.up()
@@ -81,7 +81,7 @@ def up(home: HomeOption = Path(".lakesync/embedded")) -> None:
 @app.command()
 def down(home: HomeOption = Path(".lakesync/embedded")) -> None:
     """Stop the embedded servers started by `lakesync up` (their data is kept)."""
-    from lakesync.deploy.embedded_stack import EmbeddedStack
+    from deploy.embedded_stack import EmbeddedStack
 
     stack = EmbeddedStack.at(home)
     stack.down()
@@ -91,7 +91,7 @@ def down(home: HomeOption = Path(".lakesync/embedded")) -> None:
 @app.command()
 def status(home: HomeOption = Path(".lakesync/embedded")) -> None:
     """Show whether the embedded servers are running and where their config file is."""
-    from lakesync.deploy.embedded_stack import EmbeddedStack
+    from deploy.embedded_stack import EmbeddedStack
 
     typer.echo(json.dumps(EmbeddedStack.at(home).status(), indent=2))
 
@@ -117,7 +117,7 @@ def stream(
     once: Annotated[bool, typer.Option("--once", help="Publish everything committed so far, then exit.")] = False,
 ) -> None:
     """Run the streaming job: Delta change data feed -> hash diff -> Kafka, until SIGTERM."""
-    from lakesync.streaming.publisher.job import StreamJob
+    from streaming.publisher.job import StreamJob
 
     loaded = settings()
     job = StreamJob(loaded, selected_tables(loaded, table), once=once)
@@ -128,19 +128,23 @@ def stream(
 @app.command("reconcile")
 def reconcile_command(
     table: Annotated[str, typer.Option("--table", "-t", help="The table mapping to compare.")],
-    version: Annotated[int | None, typer.Option(help="Delta version to compare at (default: what the stream completed, else latest).")] = None,
+    version: Annotated[
+        int | None, typer.Option(help="Delta version to compare at (default: what the stream completed, else latest).")
+    ] = None,
     repair: Annotated[bool, typer.Option("--repair", help="Publish corrective events for every drifted key.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     sample: Annotated[int, typer.Option(help="Drifted keys to describe column by column.")] = 20,
-    wait_s: Annotated[float, typer.Option(help="How long to wait for the consumer to apply what was published.")] = 300.0,
+    wait_s: Annotated[
+        float, typer.Option(help="How long to wait for the consumer to apply what was published.")
+    ] = 300.0,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Compare without waiting for the consumer.")] = False,
 ) -> None:
     """Compare a Delta table with its PostgreSQL copy at one version; exit 4 when they differ."""
     from rich.console import Console
 
-    from lakesync.batch.reconcile import reconcile
-    from lakesync.batch.reconcile_report import print_summary
-    from lakesync.connectors.spark import build_spark_session
+    from batch.reconcile import reconcile
+    from batch.reconcile_report import print_summary
+    from connectors.spark import build_spark_session
 
     loaded = settings()
     mapping = loaded.table(table)
@@ -160,8 +164,8 @@ def rebuild_command(
     version: Annotated[int | None, typer.Option(help="Delta version to load (default: latest).")] = None,
 ) -> None:
     """Reload a target table from the source at one version (shadow table + atomic swap)."""
-    from lakesync.batch.rebuild import rebuild
-    from lakesync.connectors.spark import build_spark_session
+    from batch.rebuild import rebuild
+    from connectors.spark import build_spark_session
 
     loaded = settings()
     spark = build_spark_session(loaded.spark)
@@ -175,12 +179,14 @@ def rebuild_command(
 
 @app.command()
 def demo(
-    home: Annotated[Path, typer.Option("--home", help="Where the demo keeps its servers, lake and state.")] = Path(".lakesync/demo"),
+    home: Annotated[Path, typer.Option("--home", help="Where the demo keeps its servers, lake and state.")] = Path(
+        ".lakesync/demo"
+    ),
     rows: Annotated[int, typer.Option(help="People in the sample registry.")] = 2000,
     keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the embedded servers up.")] = False,
 ) -> None:
     """Run the whole pipeline on embedded Kafka + PostgreSQL with a sample Delta table."""
-    from lakesync.deploy.demo import run_demo
+    from deploy.demo import run_demo
 
     configure_logging(_Globals.log_level or "WARNING", _Globals.log_format)
     raise typer.Exit(run_demo(home, rows=rows, keep_running=keep_running))
@@ -200,8 +206,8 @@ def consume(
     ] = None,
 ) -> None:
     """Apply change events from Kafka to PostgreSQL (the consumer service; exit 3: schema needs a rebuild)."""
-    from lakesync.connectors.postgres_schema import SchemaMismatchError
-    from lakesync.streaming.consumer.service import ConsumerService
+    from connectors.postgres_schema import SchemaMismatchError
+    from streaming.consumer.service import ConsumerService
 
     try:
         ConsumerService(settings(), table or []).run()
@@ -221,7 +227,7 @@ def lag(
     ] = None,
 ) -> None:
     """Lag per partition, read from Kafka (no consumer needed). Exit 0 OK, 4 WARN, 5 STALL, 6 STOP, 7 ERR."""
-    from lakesync.observability import lag_report
+    from observability import lag_report
 
     loaded = settings()
     tables = {t.topic_name: t.name for t in selected_tables(loaded, table)}

@@ -21,9 +21,7 @@ _SECRET_KEYS = frozenset({"password", "sasl.password", "ssl.key.password", "secr
 _REDACTED = "**********"
 
 
-def redact_secrets(
-    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Mask values logged under a secret-looking key, also one level down in dicts."""
     for key, value in list(event_dict.items()):
         if _is_secret_key(key):
@@ -66,9 +64,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(_CurrentStderr())  # type: ignore[arg-type]
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processor=renderer)
-    )
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processor=renderer))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -26,8 +26,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 Response = tuple[int, bytes, str]
 Route = Callable[[], Response]
 
-_PAGE_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-               ".css": "text/css; charset=utf-8"}
+_PAGE_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
 
 
 @dataclass
@@ -79,10 +82,13 @@ class HealthServer:
 
 def dashboard_routes() -> dict[str, Route]:
     """The built-in lag page and its assets, read once from the installed package."""
-    folder = resources.files("lakesync.observability") / "dashboard"
+    folder = resources.files("observability") / "dashboard"
     routes: dict[str, Route] = {}
-    for name, content_type in (("index.html", _PAGE_TYPES[".html"]), ("dashboard.js", _PAGE_TYPES[".js"]),
-                               ("dashboard.css", _PAGE_TYPES[".css"])):
+    for name, content_type in (
+        ("index.html", _PAGE_TYPES[".html"]),
+        ("dashboard.js", _PAGE_TYPES[".js"]),
+        ("dashboard.css", _PAGE_TYPES[".css"]),
+    ):
         body = (folder / name).read_bytes()
         routes[f"/dashboard/{name}"] = _static(body, content_type)
     # The page links its assets relative to /dashboard, so it is served at that path only.
@@ -97,13 +103,13 @@ def _static(body: bytes, content_type: str) -> Route:
 def _safely(probe: Callable[[], bool]) -> bool:
     try:
         return bool(probe())
-    except Exception:
+    except Exception:  # noqa: BLE001 (a probe that fails for any reason reports "not ready")
         return False
 
 
 def _handler_for(server: HealthServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
                 alive = server.alive()
@@ -131,7 +137,7 @@ def _handler_for(server: HealthServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # probes every few seconds would drown the batch lines
 
     return Handler

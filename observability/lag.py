@@ -34,6 +34,7 @@ the group that does not exist makes it ERR. Severity values are what the status 
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,9 +115,14 @@ class PartitionLag:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "topic": self.topic, "partition": self.partition, "table": self.table,
-            "status": self.status.name, "reason": self.reason, "offset_lag": self.offset_lag,
-            "time_lag_s": _round(self.time_lag_s), "committed_offset": self.committed,
+            "topic": self.topic,
+            "partition": self.partition,
+            "table": self.table,
+            "status": self.status.name,
+            "reason": self.reason,
+            "offset_lag": self.offset_lag,
+            "time_lag_s": _round(self.time_lag_s),
+            "committed_offset": self.committed,
             "log_end_offset": self.log_end,
         }
 
@@ -132,8 +138,13 @@ class TableLag:
     time_lag_s: float | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"table": self.table, "topic": self.topic, "status": self.status.name,
-                "offset_lag": self.offset_lag, "time_lag_s": _round(self.time_lag_s)}
+        return {
+            "table": self.table,
+            "topic": self.topic,
+            "status": self.status.name,
+            "offset_lag": self.offset_lag,
+            "time_lag_s": _round(self.time_lag_s),
+        }
 
 
 @dataclass(frozen=True)
@@ -159,9 +170,15 @@ class GroupLag:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "group": self.group, "status": self.status.name, "reason": self.reason,
-            "evaluated_at": self.at, "members": self.members, "window_s": self.window_s,
-            "samples": self.samples, "offset_lag": self.offset_lag, "time_lag_s": _round(self.time_lag_s),
+            "group": self.group,
+            "status": self.status.name,
+            "reason": self.reason,
+            "evaluated_at": self.at,
+            "members": self.members,
+            "window_s": self.window_s,
+            "samples": self.samples,
+            "offset_lag": self.offset_lag,
+            "time_lag_s": _round(self.time_lag_s),
             "dead_letter_records": self.dead_letter_records,
             "tables": [t.to_json() for t in self.tables],
             "partitions": [p.to_json() for p in self.partitions],
@@ -175,9 +192,11 @@ def evaluate_partition(samples: Sequence[PartitionSample]) -> tuple[Status, str]
     if latest.committed is not None and latest.committed > latest.log_end:
         return Status.ERR, f"committed offset {latest.committed} is past the log end {latest.log_end}"
     if latest.committed is not None and latest.committed < latest.log_start:
-        return Status.ERR, (f"committed offset {latest.committed} is before the log start {latest.log_start}: "
-                            "unapplied records were deleted")
-    if any(later < earlier for earlier, later in zip(committed, committed[1:])):
+        return Status.ERR, (
+            f"committed offset {latest.committed} is before the log start {latest.log_start}: "
+            "unapplied records were deleted"
+        )
+    if any(later < earlier for earlier, later in itertools.pairwise(committed)):
         return Status.ERR, "committed offset went backwards (group rewound)"
     lags = [s.offset_lag for s in samples]
     if min(lags) == 0:
@@ -187,7 +206,7 @@ def evaluate_partition(samples: Sequence[PartitionSample]) -> tuple[Status, str]
     positions = [s.position for s in samples]
     if len(samples) >= STANDSTILL_SAMPLES and positions[0] == positions[-1]:
         return Status.STALL, f"committed offset {positions[-1]} did not move over {len(samples)} samples"
-    growing = all(later >= earlier for earlier, later in zip(lags, lags[1:])) and lags[-1] > lags[0]
+    growing = all(later >= earlier for earlier, later in itertools.pairwise(lags)) and lags[-1] > lags[0]
     if len(samples) >= TREND_SAMPLES and growing:
         return Status.WARN, f"lag grew from {lags[0]} to {lags[-1]} while consuming"
     return Status.OK, "behind, catching up"
@@ -238,14 +257,31 @@ def evaluate_group(window: Sequence[GroupSample], window_s: float, tables: Mappi
     for (topic, partition), current in sorted(latest.partitions.items()):
         series = [s.partitions[(topic, partition)] for s in window if (topic, partition) in s.partitions]
         status, reason = evaluate_partition(series)
-        partitions.append(PartitionLag(
-            topic, partition, tables.get(topic), status, reason, current.offset_lag,
-            current.time_lag_s(latest.at), current.committed, current.log_end,
-        ))
+        partitions.append(
+            PartitionLag(
+                topic,
+                partition,
+                tables.get(topic),
+                status,
+                reason,
+                current.offset_lag,
+                current.time_lag_s(latest.at),
+                current.committed,
+                current.log_end,
+            )
+        )
     status, reason = _group_status(latest, partitions)
     return GroupLag(
-        latest.group, status, reason, latest.at, latest.members, window_s, len(window),
-        tuple(partitions), _table_rollup(partitions), latest.dead_letter_records,
+        latest.group,
+        status,
+        reason,
+        latest.at,
+        latest.members,
+        window_s,
+        len(window),
+        tuple(partitions),
+        _table_rollup(partitions),
+        latest.dead_letter_records,
     )
 
 
@@ -257,8 +293,13 @@ def history_json(samples: Sequence[GroupSample], tables: Mapping[str, str]) -> d
     """
     keys = sorted({tp for s in samples for tp in s.partitions})
     per_partition: dict[str, dict[str, Any]] = {
-        f"{topic}:{partition}": {"topic": topic, "partition": partition, "table": tables.get(topic),
-                                 "offset_lag": [], "time_lag_s": []}
+        f"{topic}:{partition}": {
+            "topic": topic,
+            "partition": partition,
+            "table": tables.get(topic),
+            "offset_lag": [],
+            "time_lag_s": [],
+        }
         for topic, partition in keys
     }
     topics = sorted({topic for topic, _ in keys})
@@ -307,7 +348,10 @@ def _group_status(latest: GroupSample, partitions: Sequence[PartitionLag]) -> tu
     if worst.status is Status.OK:
         return Status.OK, "every partition OK"
     count = sum(1 for p in partitions if p.status is worst.status)
-    return worst.status, f"{count} partition(s) {worst.status.name}, e.g. {worst.topic}:{worst.partition}: {worst.reason}"
+    return (
+        worst.status,
+        f"{count} partition(s) {worst.status.name}, e.g. {worst.topic}:{worst.partition}: {worst.reason}",
+    )
 
 
 def _table_rollup(partitions: Sequence[PartitionLag]) -> tuple[TableLag, ...]:
@@ -316,8 +360,11 @@ def _table_rollup(partitions: Sequence[PartitionLag]) -> tuple[TableLag, ...]:
         by_topic.setdefault(p.topic, []).append(p)
     return tuple(
         TableLag(
-            table=parts[0].table or topic, topic=topic, status=max(p.status for p in parts),
-            offset_lag=sum(p.offset_lag for p in parts), time_lag_s=_max_known(p.time_lag_s for p in parts),
+            table=parts[0].table or topic,
+            topic=topic,
+            status=max(p.status for p in parts),
+            offset_lag=sum(p.offset_lag for p in parts),
+            time_lag_s=_max_known(p.time_lag_s for p in parts),
         )
         for topic, parts in sorted(by_topic.items())
     )
@@ -333,6 +380,14 @@ def _round(value: float | None) -> float | None:
 
 
 __all__ = [
-    "GroupLag", "GroupSample", "LagWindow", "PartitionLag", "PartitionSample", "Status", "TableLag",
-    "evaluate_group", "evaluate_partition", "history_json",
+    "GroupLag",
+    "GroupSample",
+    "LagWindow",
+    "PartitionLag",
+    "PartitionSample",
+    "Status",
+    "TableLag",
+    "evaluate_group",
+    "evaluate_partition",
+    "history_json",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from lakesync.observability.lag import GroupLag
+from observability.lag import GroupLag
 
 _PARTITION = ["group", "topic", "partition"]
 
@@ -40,7 +40,9 @@ PARTITION_STATUS = Gauge(
 GROUP_STATUS = Gauge(
     "lakesync_consumer_group_status", "Lag status of the group: 0 OK, 1 WARN, 2 STALL, 3 STOP, 4 ERR.", ["group"]
 )
-GROUP_MEMBERS = Gauge("lakesync_consumer_group_members", "Members of the consumer group (0: nobody consumes).", ["group"])
+GROUP_MEMBERS = Gauge(
+    "lakesync_consumer_group_members", "Members of the consumer group (0: nobody consumes).", ["group"]
+)
 DEAD_LETTER_RECORDS = Gauge(
     "lakesync_dead_letter_topic_records", "Records held by the dead-letter topic (log end minus log start).", ["topic"]
 )

@@ -13,13 +13,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from connectors.kafka_offsets import OffsetReader
 from lakesync.config import LagSettings
-from lakesync.connectors.kafka_offsets import OffsetReader
 from lakesync.errors import LakesyncError
 from lakesync.logs import get_logger
-from lakesync.observability.endpoints import Route, dashboard_routes
-from lakesync.observability.lag import GroupLag, LagWindow
-from lakesync.observability.lag_metrics import LagExporter
+from observability.endpoints import Route, dashboard_routes
+from observability.lag import GroupLag, LagWindow
+from observability.lag_metrics import LagExporter
 
 log = get_logger("lakesync.lag")
 
@@ -84,8 +84,12 @@ class LagMonitor:
         """`/lag/history`: every kept sample as series, for the built-in page."""
         with self._lock:
             body: dict[str, Any] = self._window.history()
-        body.update(group=self.group, window_s=self._settings.window_s, history_s=self._settings.history_s,
-                    sample_interval_s=self._settings.sample_interval_s)
+        body.update(
+            group=self.group,
+            window_s=self._settings.window_s,
+            history_s=self._settings.history_s,
+            sample_interval_s=self._settings.sample_interval_s,
+        )
         return 200, json.dumps(body).encode(), "application/json"
 
     def routes(self) -> dict[str, Route]:
@@ -99,7 +103,7 @@ class LagMonitor:
             except LakesyncError as exc:
                 self._exporter.sample_failed(self.group)
                 log.warning("lag sample failed", group=self.group, error=str(exc))
-            except Exception as exc:  # the monitor must never take the service down
+            except Exception as exc:  # noqa: BLE001 (the monitor must never take the service down)
                 self._exporter.sample_failed(self.group)
                 log.warning("lag sample failed", group=self.group, error_class=type(exc).__name__, error=str(exc))
             self._stop.wait(self._settings.sample_interval_s)

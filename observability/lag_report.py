@@ -19,22 +19,28 @@ from types import FrameType
 from rich.table import Table
 from rich.text import Text
 
+from connectors.kafka_offsets import OffsetReader
 from lakesync.config import LakesyncSettings
-from lakesync.connectors.kafka_offsets import OffsetReader
 from lakesync.logs import get_logger
-from lakesync.observability.endpoints import HealthServer, Probes
-from lakesync.observability.lag import GroupLag, LagWindow, Status
-from lakesync.observability.lag_monitor import LagMonitor
+from observability.endpoints import HealthServer, Probes
+from observability.lag import GroupLag, LagWindow, Status
+from observability.lag_monitor import LagMonitor
 
 log = get_logger("lakesync.lag")
 
 EXIT_BY_STATUS = {Status.OK: 0, Status.WARN: 4, Status.STALL: 5, Status.STOP: 6, Status.ERR: 7}
-_STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.STALL: "dark_orange", Status.STOP: "red",
-          Status.ERR: "magenta"}
+_STYLE = {
+    Status.OK: "green",
+    Status.WARN: "yellow",
+    Status.STALL: "dark_orange",
+    Status.STOP: "red",
+    Status.ERR: "magenta",
+}
 
 
-def measure(settings: LakesyncSettings, group: str, tables: Mapping[str, str], *, window_s: float,
-            interval_s: float) -> GroupLag:
+def measure(
+    settings: LakesyncSettings, group: str, tables: Mapping[str, str], *, window_s: float, interval_s: float
+) -> GroupLag:
     """Sample every `interval_s` for `window_s` seconds (one sample when 0) and judge the window."""
     window = LagWindow(window_s=window_s, history_s=window_s, tables=tables)
     reader = OffsetReader(settings.kafka)
@@ -59,18 +65,34 @@ def exit_code(status: Status) -> int:
 
 def render(lag: GroupLag) -> Table:
     """One row per partition: group, table, topic, partition, offset lag, time lag, status, why."""
-    title = (f"group {lag.group}: {lag.status.name} ({lag.reason}); {lag.members} member(s), "
-             f"{lag.samples} sample(s) over {lag.window_s:g} s")
+    title = (
+        f"group {lag.group}: {lag.status.name} ({lag.reason}); {lag.members} member(s), "
+        f"{lag.samples} sample(s) over {lag.window_s:g} s"
+    )
     if lag.dead_letter_records is not None:
         title += f"; dead-letter records: {lag.dead_letter_records}"
     table = Table(title=title, title_justify="left")
-    for name, justify in (("group", "left"), ("table", "left"), ("topic", "left"), ("partition", "right"),
-                          ("offset lag", "right"), ("time lag", "right"), ("status", "left"), ("why", "left")):
+    for name, justify in (
+        ("group", "left"),
+        ("table", "left"),
+        ("topic", "left"),
+        ("partition", "right"),
+        ("offset lag", "right"),
+        ("time lag", "right"),
+        ("status", "left"),
+        ("why", "left"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for p in lag.partitions:
         table.add_row(
-            lag.group, p.table or "", p.topic, str(p.partition), f"{p.offset_lag:,}", format_seconds(p.time_lag_s),
-            Text(p.status.name, style=_STYLE[p.status]), p.reason,
+            lag.group,
+            p.table or "",
+            p.topic,
+            str(p.partition),
+            f"{p.offset_lag:,}",
+            format_seconds(p.time_lag_s),
+            Text(p.status.name, style=_STYLE[p.status]),
+            p.reason,
         )
     return table
 
@@ -87,8 +109,9 @@ def format_seconds(value: float | None) -> str:
 
 def serve(settings: LakesyncSettings, group: str, tables: Mapping[str, str], *, host: str, port: int) -> None:
     """Sample forever (every `lag.sample_interval_s`) and serve the endpoints until SIGTERM/SIGINT."""
-    monitor = LagMonitor(OffsetReader(settings.kafka), group, tables, settings.lag,
-                         dead_letter_topic=settings.kafka.dead_letter_topic)
+    monitor = LagMonitor(
+        OffsetReader(settings.kafka), group, tables, settings.lag, dead_letter_topic=settings.kafka.dead_letter_topic
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -1,6 +1,6 @@
 """Session fixtures: one real Kafka broker, one real PostgreSQL server and one SparkSession per run.
 
-They are started by the same code as `lakesync up` (lakesync.deploy.embedded_stack), lazily: a
+They are started by the same code as `lakesync up` (deploy.embedded_stack), lazily: a
 run of unit tests alone starts nothing.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from deploy.embedded_stack import EmbeddedStack
 from lakesync.config import LakesyncSettings, load_settings
-from lakesync.deploy.embedded_stack import EmbeddedStack
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -87,7 +87,7 @@ def make_settings(embedded_stack: EmbeddedStack, tmp_path: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def spark(settings: LakesyncSettings) -> Iterator[Any]:
-    from lakesync.connectors.spark import build_spark_session
+    from connectors.spark import build_spark_session
 
     session = build_spark_session(settings.spark)
     yield session

@@ -45,6 +45,6 @@ EXPOSE 9101
 # SIGTERM: the batch in flight gets consumer.shutdown_grace_s, the process exits within 10 s.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "lakesync.deploy.healthcheck", "consumer", "/healthz"]
+    CMD ["python", "-m", "deploy.healthcheck", "consumer", "/healthz"]
 ENTRYPOINT ["lakesync", "consume"]
 CMD []

@@ -66,6 +66,6 @@ WORKDIR /var/lib/lakesync
 EXPOSE 9102
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
-    CMD ["python", "-m", "lakesync.deploy.healthcheck", "stream", "/healthz"]
+    CMD ["python", "-m", "deploy.healthcheck", "stream", "/healthz"]
 ENTRYPOINT ["spark-submit", "/opt/lakesync-spark/driver.py"]
 CMD ["stream"]

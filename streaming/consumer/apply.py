@@ -28,15 +28,15 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg_pool import ConnectionPool
 
+from connectors import postgres_schema as schema
 from lakesync.config import ConsumerSettings
-from lakesync.connectors import postgres_schema as schema
 from lakesync.logs import get_logger
-from lakesync.streaming.consumer import metrics, statements
-from lakesync.streaming.consumer.batch import PreparedBatch, Refused, StagedGroup, isolate_poison
-from lakesync.streaming.consumer.classify import Failure, classify
-from lakesync.streaming.consumer.dead_letters import DeadLetterRecord, DeadLetterSink, dead_letter_for
-from lakesync.streaming.consumer.decode import KEY, MESSAGE, ORDER, ROW, Change
-from lakesync.streaming.consumer.errors import UnconvertibleValueError
+from streaming.consumer import metrics, statements
+from streaming.consumer.batch import PreparedBatch, Refused, StagedGroup, isolate_poison
+from streaming.consumer.classify import Failure, classify
+from streaming.consumer.dead_letters import DeadLetterRecord, DeadLetterSink, dead_letter_for
+from streaming.consumer.decode import KEY, MESSAGE, ORDER, ROW, Change
+from streaming.consumer.errors import UnconvertibleValueError
 
 log = get_logger("lakesync.consumer.apply")
 
@@ -107,8 +107,13 @@ class SchemaKeeper:
             schema.ensure_tombstone_table(conn, table.ref, shape.key_columns)
             return False
         plan = schema.plan_table(
-            existing, shape.columns, table.key_columns, ref=table.ref, name=table.name,
-            auto_create=self._settings.auto_create_tables, add_columns=self._settings.add_columns,
+            existing,
+            shape.columns,
+            table.key_columns,
+            ref=table.ref,
+            name=table.name,
+            auto_create=self._settings.auto_create_tables,
+            add_columns=self._settings.add_columns,
         )
         if plan.problems:
             raise schema.SchemaMismatchError(f"table {table.name}: " + "; ".join(plan.problems))
@@ -117,7 +122,9 @@ class SchemaKeeper:
             log.info("target table created", table=table.name, target=str(table.ref), columns=len(shape.columns))
         if plan.add:
             schema.add_columns(conn, table.ref, plan.add)
-            log.warning("columns added to target", table=table.name, target=str(table.ref), columns=[c.name for c in plan.add])
+            log.warning(
+                "columns added to target", table=table.name, target=str(table.ref), columns=[c.name for c in plan.add]
+            )
         schema.ensure_tombstone_table(conn, table.ref, shape.key_columns)
         return True
 
@@ -175,7 +182,7 @@ class BatchApplier:
                 ]
                 for r in batch.rejected:
                     tables.setdefault(r.table.name, TableStats()).dead_letters += 1
-                for group, target_exists in zip(batch.groups, exists):
+                for group, target_exists in zip(batch.groups, exists, strict=True):
                     stats, poisoned, tries = self._apply_group(conn, group, target_exists)
                     attempts += tries
                     dead += poisoned
@@ -206,10 +213,14 @@ class BatchApplier:
         ]
         stats.dead_letters += len(poisoned)
         if poisoned:
-            log.warning("poison records isolated", table=group.table.name, records=len(poisoned), attempts=found.attempts)
+            log.warning(
+                "poison records isolated", table=group.table.name, records=len(poisoned), attempts=found.attempts
+            )
         return stats, poisoned, found.attempts
 
-    def _write(self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change], target_exists: bool) -> TableStats:
+    def _write(
+        self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change], target_exists: bool
+    ) -> TableStats:
         if target_exists and self._direct.worth_trying(group, part) and not self._keys_known(conn, group, part):
             try:
                 with conn.transaction():
@@ -244,7 +255,9 @@ class BatchApplier:
         stats.commit_times = {change[ROW][_COMMIT_TS] for change in part if change[ROW][_COMMIT_TS] is not None}
         return stats
 
-    def _merge(self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change], target_exists: bool) -> TableStats:
+    def _merge(
+        self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change], target_exists: bool
+    ) -> TableStats:
         """Stage the rows, then one version-guarded upsert and one guarded delete."""
         stage = f"lakesync_stage_{next(self._stages)}"
         ref, shape = group.table.ref, group.shape
@@ -302,5 +315,5 @@ def observe(result: BatchResult, now: float | None = None) -> None:
             except (TypeError, ValueError):
                 continue
             if instant.tzinfo is None:
-                instant = instant.replace(tzinfo=dt.timezone.utc)
+                instant = instant.replace(tzinfo=dt.UTC)
             latency.observe(max(committed - instant.timestamp(), 0.0))

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from lakesync.changes.collapse import latest_per_key
-from lakesync.changes.envelope import EnvelopeError
-from lakesync.connectors.postgres_schema import TableRef
-from lakesync.streaming.consumer.decode import KEY, ORDER, ROW, SHAPE, Change, Message, Shape, TableDecoder
+from changes.collapse import latest_per_key
+from changes.envelope import EnvelopeError
+from connectors.postgres_schema import TableRef
+from streaming.consumer.decode import KEY, ORDER, ROW, SHAPE, Change, Message, Shape, TableDecoder
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -142,8 +142,13 @@ def prepare_batch(
         kept += len(survivors)
         groups.extend(StagedGroup(targets[topic], shape, rows) for shape, rows in group_by_shape(survivors).items())
     return PreparedBatch(
-        groups, rejected, offsets, count, generation=generation,  # type: ignore[arg-type]
-        compacted_away=count - len(rejected) - kept, messages_by_table=per_table,
+        groups,
+        rejected,
+        offsets,
+        count,
+        generation=generation,  # type: ignore[arg-type]
+        compacted_away=count - len(rejected) - kept,
+        messages_by_table=per_table,
     )
 
 
@@ -164,12 +169,11 @@ def group_by_shape(changes: Iterable[Change]) -> dict[Shape, list[Change]]:
     return groups
 
 
-class Refused(Exception):
-    """Returned (not raised) by a bisection attempt whose rows PostgreSQL refused as poison."""
+@dataclass(frozen=True)
+class Refused:
+    """What a bisection attempt returns when PostgreSQL refused its rows as poison."""
 
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
+    error: BaseException
 
 
 def isolate_poison(

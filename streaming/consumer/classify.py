@@ -20,8 +20,8 @@ from enum import Enum
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from lakesync.changes.envelope import EnvelopeError
-from lakesync.streaming.consumer.errors import DeadLetterDeliveryError, UnconvertibleValueError
+from changes.envelope import EnvelopeError
+from streaming.consumer.errors import DeadLetterDeliveryError, UnconvertibleValueError
 
 POISON_CLASSES = frozenset({"22", "23"})
 TRANSIENT_CLASSES = frozenset({"08"})
@@ -45,7 +45,9 @@ def classify(exc: BaseException) -> Failure:
     sqlstate = exc.sqlstate
     if sqlstate is None:
         # No SQLSTATE: the client noticed it (connection lost, closed, server gone).
-        return Failure.TRANSIENT if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) else Failure.FATAL
+        return (
+            Failure.TRANSIENT if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) else Failure.FATAL
+        )
     if sqlstate[:2] in POISON_CLASSES:
         return Failure.POISON
     if sqlstate in TRANSIENT_SQLSTATES or sqlstate[:2] in TRANSIENT_CLASSES:

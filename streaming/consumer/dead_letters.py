@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, Producer
 
-from lakesync.changes.dead_letter import DeadLetter
+from changes.dead_letter import DeadLetter
+from connectors.kafka import producer_config
 from lakesync.config import KafkaSettings
-from lakesync.connectors.kafka import producer_config
-from lakesync.streaming.consumer.classify import sqlstate_of
-from lakesync.streaming.consumer.decode import Message
+from streaming.consumer.classify import sqlstate_of
+from streaming.consumer.decode import Message
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,9 @@ class DeadLetterRecord:
     letter: DeadLetter
 
 
-def dead_letter_for(message: Message, table: str, error: BaseException, source_version: int | None = None) -> DeadLetterRecord:
+def dead_letter_for(
+    message: Message, table: str, error: BaseException, source_version: int | None = None
+) -> DeadLetterRecord:
     """The DLQ record of one refused message: error class, SQLSTATE, message, where it came from."""
     letter = DeadLetter(
         stage="consume",
@@ -51,7 +53,7 @@ class DeadLetterSink:
 
     def send(self, records: Sequence[DeadLetterRecord]) -> None:
         """Produce and wait for every acknowledgement; DeadLetterDeliveryError if one is missing."""
-        from lakesync.streaming.consumer.errors import DeadLetterDeliveryError
+        from streaming.consumer.errors import DeadLetterDeliveryError
 
         if not records:
             return
@@ -73,7 +75,9 @@ class DeadLetterSink:
             )
         remaining = producer.flush(self._timeout_s)
         if remaining or failures:
-            detail = failures[0].str() if failures else f"{remaining} record(s) unacknowledged after {self._timeout_s:.0f} s"
+            detail = (
+                failures[0].str() if failures else f"{remaining} record(s) unacknowledged after {self._timeout_s:.0f} s"
+            )
             raise DeadLetterDeliveryError(f"dead-letter topic {self.topic!r}: {detail}")
 
     def close(self, timeout_s: float = 2.0) -> None:

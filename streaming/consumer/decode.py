@@ -25,15 +25,15 @@ from typing import Any, Protocol
 
 import orjson
 
-from lakesync.changes.envelope import (
+from changes.envelope import (
     ENVELOPE_VERSION,
-    parse_columns,
     REPAIR_BATCH_ID,
     EnvelopeError,
     decode_event,
+    parse_columns,
 )
-from lakesync.changes.type_mapping import TargetColumn
-from lakesync.connectors.postgres_schema import SchemaMismatchError
+from changes.type_mapping import TargetColumn
+from connectors.postgres_schema import SchemaMismatchError
 
 KEY, ORDER, SHAPE, ROW, MESSAGE = range(5)
 UPSERT_RANK, DELETE_RANK = 1, 0
@@ -128,7 +128,9 @@ class TableDecoder:
 
     def _header_error(self, envelope_version: Any, table: Any, version: Any) -> EnvelopeError:
         if envelope_version != ENVELOPE_VERSION:
-            return EnvelopeError(f"unsupported envelope version {envelope_version!r} (this consumer reads {ENVELOPE_VERSION})")
+            return EnvelopeError(
+                f"unsupported envelope version {envelope_version!r} (this consumer reads {ENVELOPE_VERSION})"
+            )
         if table != self.name:
             return EnvelopeError(f"envelope of table {table!r} on the topic of table {self.name!r}")
         return EnvelopeError(f"envelope version field must be an integer, got {version!r}")
@@ -178,7 +180,9 @@ class TableDecoder:
         ordered += [(name, pg) for name, pg in types.items() if name not in self.key_columns]
         return self._cached(tuple(ordered))
 
-    def _cached(self, ordered: tuple[tuple[str, str], ...]) -> tuple[Shape, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+    def _cached(
+        self, ordered: tuple[tuple[str, str], ...]
+    ) -> tuple[Shape, Callable[[dict[str, Any]], tuple[Any, ...]]]:
         found = self._shapes.get(ordered)
         if found is None:
             shape = Shape(tuple(TargetColumn(n, t) for n, t in ordered), len(self.key_columns))

@@ -17,5 +17,5 @@ class KafkaUnavailableError(LakesyncError):
     """The Kafka cluster cannot be reached at start-up."""
 
 
-class BatchAbandoned(LakesyncError):
+class BatchAbandonedError(LakesyncError):
     """A batch was given up on purpose (shutdown or rebalance); its offsets were not stored."""

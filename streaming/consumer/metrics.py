@@ -31,9 +31,7 @@ BATCH_APPLY_SECONDS = Histogram(
     buckets=_BATCH_BUCKETS,
 )
 RETRIES = Counter("lakesync_consumer_retries", "Retries after transient PostgreSQL or Kafka errors.")
-DEAD_LETTERS = Counter(
-    "lakesync_consumer_dead_letter_records", "Records sent to the dead-letter topic.", ["table"]
-)
+DEAD_LETTERS = Counter("lakesync_consumer_dead_letter_records", "Records sent to the dead-letter topic.", ["table"])
 END_TO_END_LATENCY = Histogram(
     "lakesync_end_to_end_latency_seconds",
     "Delta commit timestamp to PostgreSQL commit; one observation per Delta commit per batch.",

@@ -1,15 +1,15 @@
 """`lakesync consume`: the Kafka side of the consumer service and its life cycle.
 
-    start-up    config, PostgreSQL and Kafka checked (fail fast, one line), topics and the
-                lakesync schema ensured, pool opened, group joined, HTTP endpoints started
-    loop        collect a batch (count / bytes / time bound) → prepare (decode, compact) →
-                hand to the apply thread → after its commit, commit the offsets to Kafka too
-    PostgreSQL  down: the apply thread retries; this thread pauses the assigned partitions
-                and keeps polling, so the group keeps us; when a write succeeds, resume
-    rebalance   on revoke: abandon what is in flight (its offsets were not stored);
-                on assign: seek every partition to the offset stored in PostgreSQL
-    SIGTERM     finish the batch in flight within the grace (else abandon it), close the
-                consumer (leave the group at once), the pool and the endpoints; exit < 10 s
+start-up    config, PostgreSQL and Kafka checked (fail fast, one line), topics and the
+            lakesync schema ensured, pool opened, group joined, HTTP endpoints started
+loop        collect a batch (count / bytes / time bound) → prepare (decode, compact) →
+            hand to the apply thread → after its commit, commit the offsets to Kafka too
+PostgreSQL  down: the apply thread retries; this thread pauses the assigned partitions
+            and keeps polling, so the group keeps us; when a write succeeds, resume
+rebalance   on revoke: abandon what is in flight (its offsets were not stored);
+            on assign: seek every partition to the offset stored in PostgreSQL
+SIGTERM     finish the batch in flight within the grace (else abandon it), close the
+            consumer (leave the group at once), the pool and the endpoints; exit < 10 s
 """
 
 from __future__ import annotations
@@ -28,23 +28,23 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from connectors import postgres, postgres_schema
+from connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, TopicError, ensure_topics
+from connectors.kafka_offsets import OffsetReader
+from connectors.postgres_schema import TableRef
 from lakesync.config import LakesyncSettings
-from lakesync.connectors import postgres, postgres_schema
-from lakesync.connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, TopicError, ensure_topics
-from lakesync.connectors.kafka_offsets import OffsetReader
-from lakesync.connectors.postgres_schema import TableRef
 from lakesync.errors import ConfigError
 from lakesync.logs import correlation, get_logger
-from lakesync.observability.endpoints import HealthServer, Probes
-from lakesync.observability.lag_monitor import LagMonitor
-from lakesync.streaming.consumer import metrics, statements
-from lakesync.streaming.consumer.apply import BatchApplier, SchemaKeeper, observe
-from lakesync.streaming.consumer.batch import PreparedBatch, TableTarget, prepare_batch
-from lakesync.streaming.consumer.classify import is_transient
-from lakesync.streaming.consumer.dead_letters import DeadLetterSink
-from lakesync.streaming.consumer.decode import TableDecoder
-from lakesync.streaming.consumer.errors import BatchAbandoned, KafkaUnavailableError
-from lakesync.streaming.consumer.worker import ApplyWorker, Outcome
+from observability.endpoints import HealthServer, Probes
+from observability.lag_monitor import LagMonitor
+from streaming.consumer import metrics, statements
+from streaming.consumer.apply import BatchApplier, SchemaKeeper, observe
+from streaming.consumer.batch import PreparedBatch, TableTarget, prepare_batch
+from streaming.consumer.classify import is_transient
+from streaming.consumer.dead_letters import DeadLetterSink
+from streaming.consumer.decode import TableDecoder
+from streaming.consumer.errors import BatchAbandonedError, KafkaUnavailableError
+from streaming.consumer.worker import ApplyWorker, Outcome
 
 log = get_logger("lakesync.consumer")
 
@@ -64,7 +64,9 @@ def select_targets(settings: LakesyncSettings, names: Sequence[str]) -> dict[str
     for m in mappings:
         if m.topic_name in targets:
             raise ConfigError(f"tables: {targets[m.topic_name].name} and {m.name} share topic {m.topic_name}")
-        targets[m.topic_name] = TableTarget(m.name, m.topic_name, TableRef(m.target_schema, m.target_table), tuple(m.key_columns))
+        targets[m.topic_name] = TableTarget(
+            m.name, m.topic_name, TableRef(m.target_schema, m.target_table), tuple(m.key_columns)
+        )
     return targets
 
 
@@ -156,8 +158,12 @@ class ConsumerService:
             list(self.targets), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
         log.info(
-            "consumer started", group_id=c.group_id, tables=[t.name for t in self.targets.values()],
-            topics=list(self.targets), postgres=postgres.describe(self.settings.postgres), postgres_version=version,
+            "consumer started",
+            group_id=c.group_id,
+            tables=[t.name for t in self.targets.values()],
+            topics=list(self.targets),
+            postgres=postgres.describe(self.settings.postgres),
+            postgres_version=version,
             http_port=self.http_port,
         )
 
@@ -196,12 +202,21 @@ class ConsumerService:
         c = self.settings.consumer
         probes = Probes(
             alive=lambda: time.monotonic() - self._heartbeat < _ALIVE_WITHIN_S,
-            readiness={"postgres": self._postgres_answers, "kafka": self._kafka_answers, "partitions_assigned": lambda: bool(self._assigned)},
+            readiness={
+                "postgres": self._postgres_answers,
+                "kafka": self._kafka_answers,
+                "partitions_assigned": lambda: bool(self._assigned),
+            },
         )
         # The group's lag as Kafka sees it (all partitions of our topics, whoever owns them).
         tables = {topic: target.name for topic, target in self.targets.items()}
-        self._lag = LagMonitor(OffsetReader(self.settings.kafka), c.group_id, tables, self.settings.lag,
-                               dead_letter_topic=self.settings.kafka.dead_letter_topic)
+        self._lag = LagMonitor(
+            OffsetReader(self.settings.kafka),
+            c.group_id,
+            tables,
+            self.settings.lag,
+            dead_letter_topic=self.settings.kafka.dead_letter_topic,
+        )
         self._http = HealthServer(c.http_host, c.http_port, probes, routes=self._lag.routes())
         self._http.start()
         self._lag.start()
@@ -320,7 +335,7 @@ class ConsumerService:
     def _settle(self, outcome: Outcome, *, raise_errors: bool) -> None:
         batch = outcome.batch
         if outcome.error is not None:
-            if isinstance(outcome.error, BatchAbandoned) or not raise_errors:
+            if isinstance(outcome.error, BatchAbandonedError) or not raise_errors:
                 return
             if is_transient(outcome.error):
                 raise postgres.PostgresUnavailableError(

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 
 from psycopg import sql
 
-from lakesync.changes.type_mapping import TargetColumn
-from lakesync.connectors.postgres_schema import (
+from changes.type_mapping import TargetColumn
+from connectors.postgres_schema import (
     BOOKKEEPING_SCHEMA,
     COMMIT_TS_COLUMN,
     DELETED_AT_COLUMN,
@@ -30,7 +30,7 @@ from lakesync.connectors.postgres_schema import (
     TableRef,
     normalize_type,
 )
-from lakesync.streaming.consumer.decode import Shape
+from streaming.consumer.decode import Shape
 
 _VERSION = sql.Identifier(VERSION_COLUMN)
 _COMMIT_TS = sql.Identifier(COMMIT_TS_COLUMN)
@@ -54,7 +54,9 @@ def create_stage(stage: str, shape: Shape) -> sql.Composed:
         sql.SQL("{} boolean").format(_IS_DELETE),
         sql.SQL("{} boolean").format(_IS_REPAIR),
     ]
-    return sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(sql.Identifier(stage), sql.SQL(", ").join(columns))
+    return sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
+        sql.Identifier(stage), sql.SQL(", ").join(columns)
+    )
 
 
 def copy_stage(stage: str) -> sql.Composed:
@@ -150,7 +152,9 @@ def any_key_known(ref: TableRef, shape: Shape) -> sql.Composed:
     element in Python, orjson dumps the whole batch's keys in one C call.
     """
     match = sql.SQL(" AND ").join(
-        sql.SQL("x.{} = (k.j ->> {})::{}").format(sql.Identifier(c.name), sql.Literal(i), sql.SQL(normalize_type(c.pg_type)))
+        sql.SQL("x.{} = (k.j ->> {})::{}").format(
+            sql.Identifier(c.name), sql.Literal(i), sql.SQL(normalize_type(c.pg_type))
+        )
         for i, c in enumerate(shape.key_columns)
     )
     probe = sql.SQL("SELECT FROM {table} x JOIN jsonb_array_elements(%s::jsonb) AS k(j) ON {match}")
@@ -160,7 +164,9 @@ def any_key_known(ref: TableRef, shape: Shape) -> sql.Composed:
     )
 
 
-def store_offsets(group_id: str, next_offsets: Mapping[tuple[str, int], int]) -> tuple[sql.Composed, tuple[object, ...]]:
+def store_offsets(
+    group_id: str, next_offsets: Mapping[tuple[str, int], int]
+) -> tuple[sql.Composed, tuple[object, ...]]:
     """Upsert the next offset per partition (statement, parameters)."""
     items = sorted(next_offsets.items())
     query = sql.SQL(

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 
 import tenacity
 
+from connectors.postgres_schema import TableRef
 from lakesync.config import ConsumerSettings
-from lakesync.connectors.postgres_schema import TableRef
 from lakesync.logs import correlation, get_logger
-from lakesync.streaming.consumer import metrics, statements
-from lakesync.streaming.consumer.apply import BatchApplier, BatchResult
-from lakesync.streaming.consumer.batch import PreparedBatch
-from lakesync.streaming.consumer.classify import classify, is_transient, sqlstate_of
-from lakesync.streaming.consumer.errors import BatchAbandoned
+from streaming.consumer import metrics, statements
+from streaming.consumer.apply import BatchApplier, BatchResult
+from streaming.consumer.batch import PreparedBatch
+from streaming.consumer.classify import classify, is_transient, sqlstate_of
+from streaming.consumer.errors import BatchAbandonedError
 
 log = get_logger("lakesync.consumer.worker")
 
@@ -40,7 +40,9 @@ class Outcome:
 
 
 class ApplyWorker(threading.Thread):
-    def __init__(self, applier: BatchApplier, settings: ConsumerSettings, pool_owner: object, tombstone_refs: list[TableRef]) -> None:
+    def __init__(
+        self, applier: BatchApplier, settings: ConsumerSettings, pool_owner: object, tombstone_refs: list[TableRef]
+    ) -> None:
         super().__init__(name="lakesync-apply", daemon=True)
         self._applier = applier
         self._settings = settings
@@ -115,19 +117,20 @@ class ApplyWorker(threading.Thread):
         with correlation(tables=batch.tables, topics=batch.topics, offsets=batch.describe_offsets()):
             try:
                 return Outcome(batch, result=self._apply_with_retries(batch))
-            except BaseException as exc:  # handed to the Kafka thread, which decides
+            except BaseException as exc:  # noqa: BLE001 (handed to the Kafka thread, which decides)
                 return Outcome(batch, error=exc)
             finally:
                 self.retrying = False
 
     def _apply_with_retries(self, batch: PreparedBatch) -> BatchResult:
         if self._abandon.is_set():
-            raise BatchAbandoned("batch abandoned before it started")
+            raise BatchAbandonedError("batch abandoned before it started")
         settings = self._settings
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
             wait=tenacity.wait_exponential_jitter(
-                multiplier=settings.retry_initial_backoff_s, max=settings.retry_max_backoff_s,
+                multiplier=settings.retry_initial_backoff_s,
+                max=settings.retry_max_backoff_s,
                 jitter=settings.retry_initial_backoff_s,
             ),
             stop=tenacity.stop_after_delay(settings.retry_deadline_s) | tenacity.stop_when_event_set(self._abandon),
@@ -139,7 +142,7 @@ class ApplyWorker(threading.Thread):
             return retrying(self._applier.apply, batch)
         except Exception as exc:
             if self._abandon.is_set() and is_transient(exc):
-                raise BatchAbandoned("batch abandoned while retrying") from exc
+                raise BatchAbandonedError("batch abandoned while retrying") from exc
             raise
 
     def _before_retry(self, state: tenacity.RetryCallState) -> None:
@@ -162,7 +165,7 @@ class ApplyWorker(threading.Thread):
         self._next_cleanup = time.monotonic() + self._settings.tombstone_cleanup_interval_s
         try:
             purged = purge_tombstones(self._pool, self._tombstone_refs, self._settings.tombstone_retention_s)
-        except Exception as exc:  # a later round tries again; the guard stays correct meanwhile
+        except Exception as exc:  # noqa: BLE001 (a later round tries again; the guard stays correct meanwhile)
             log.warning("tombstone cleanup failed", error_class=type(exc).__name__, failure=classify(exc).value)
             return
         if purged:
@@ -171,7 +174,7 @@ class ApplyWorker(threading.Thread):
 
 def purge_tombstones(pool: object, refs: list[TableRef], retention_s: float) -> int:
     """Delete tombstones older than the retention in every target's tombstone table that exists."""
-    from lakesync.connectors.postgres_schema import BOOKKEEPING_SCHEMA, tombstone_table_name
+    from connectors.postgres_schema import BOOKKEEPING_SCHEMA, tombstone_table_name
 
     purged = 0
     with pool.connection() as conn:  # type: ignore[attr-defined]

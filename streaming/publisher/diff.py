@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lakesync.changes.collapse import IMAGE_RANK, PREIMAGE
-from lakesync.changes.row_hash import row_hash_column
-from lakesync.streaming.publisher.envelope_spark import key_json
-from lakesync.streaming.publisher.mapping import CHANGE_TYPE, COMMIT_VERSION, PROBLEM
-from lakesync.streaming.publisher.state_snapshot import KEY, ROW_HASH, VERSION
+from changes.collapse import IMAGE_RANK, PREIMAGE
+from changes.row_hash import row_hash_column
+from streaming.publisher.envelope_spark import key_json
+from streaming.publisher.mapping import CHANGE_TYPE, COMMIT_VERSION, PROBLEM
+from streaming.publisher.state_snapshot import KEY, ROW_HASH, VERSION
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import types as T
 
-from lakesync.changes.envelope import ENVELOPE_VERSION, SPARK_JSON_OPTIONS, columns_text
-from lakesync.connectors.spark import column
-from lakesync.changes.type_mapping import is_nested, target_columns
+from changes.envelope import ENVELOPE_VERSION, SPARK_JSON_OPTIONS, columns_text
+from changes.type_mapping import is_nested, target_columns
+from connectors.spark import column
 
 if TYPE_CHECKING:
     from pyspark.sql import Column

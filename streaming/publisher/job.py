@@ -22,27 +22,27 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from lakesync.changes.type_mapping import target_columns
-from lakesync.config import LakesyncSettings, TableMapping
-from lakesync.connectors.kafka import (
+from changes.type_mapping import target_columns
+from connectors.kafka import (
     CHANGE_TOPIC_CONFIG,
     DEAD_LETTER_TOPIC_CONFIG,
     ensure_topics,
     producer_config,
 )
-from lakesync.connectors.spark import build_spark_session
+from connectors.spark import build_spark_session
+from lakesync.config import LakesyncSettings, TableMapping
 from lakesync.errors import LakesyncError
 from lakesync.logs import correlation, get_logger
-from lakesync.streaming.publisher import source
-from lakesync.streaming.publisher.kafka_sink import PartitionPublisher
-from lakesync.streaming.publisher.mapping import CompiledMapping, compile_mapping
-from lakesync.streaming.publisher.metrics import StreamObserver
-from lakesync.streaming.publisher.micro_batch import BatchReport, TablePipeline
-from lakesync.streaming.publisher.progress import Progress, save_progress
-from lakesync.streaming.publisher.schema_guard import SchemaRecord, compare, refusal
-from lakesync.streaming.publisher.state_snapshot import StateSnapshot
-from lakesync.streaming.publisher.stream_reset import checkpoint_dir, resume_version
-from lakesync.streaming.publisher.table_lock import TableLock
+from streaming.publisher import source
+from streaming.publisher.kafka_sink import PartitionPublisher
+from streaming.publisher.mapping import CompiledMapping, compile_mapping
+from streaming.publisher.metrics import StreamObserver
+from streaming.publisher.micro_batch import BatchReport, TablePipeline
+from streaming.publisher.progress import Progress, save_progress
+from streaming.publisher.schema_guard import SchemaRecord, compare, refusal
+from streaming.publisher.state_snapshot import StateSnapshot
+from streaming.publisher.stream_reset import checkpoint_dir, resume_version
+from streaming.publisher.table_lock import TableLock
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
-class StreamFailed(LakesyncError):
+class StreamFailedError(LakesyncError):
     """A table's streaming query stopped with an error that is not a schema change."""
 
 
@@ -216,7 +216,7 @@ class StreamJob:
             return
         self.observer.record_failure(table.name)
         self._stop_gracefully()
-        raise StreamFailed(f"table {table.name!r}: streaming query failed: {_first_line(error)}") from None
+        raise StreamFailedError(f"table {table.name!r}: streaming query failed: {_first_line(error)}") from None
 
     def _stop_gracefully(self) -> None:
         deadline = time.monotonic() + self.settings.stream.shutdown_timeout_s

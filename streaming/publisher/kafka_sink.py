@@ -15,10 +15,10 @@ from typing import Any
 
 from pyspark.accumulators import AccumulatorParam
 
-from lakesync.changes.dead_letter import DeadLetter
-from lakesync.changes.envelope import HEADER_ENVELOPE, HEADER_TABLE, ENVELOPE_VERSION, tombstone_headers
+from changes.dead_letter import DeadLetter
+from changes.envelope import ENVELOPE_VERSION, HEADER_ENVELOPE, HEADER_TABLE, tombstone_headers
 from lakesync.errors import LakesyncError
-from lakesync.streaming.publisher.diff import ACTIONS, PUBLISHED
+from streaming.publisher.diff import ACTIONS, PUBLISHED
 
 _FLUSH_TIMEOUT_S = 120.0
 
@@ -103,7 +103,14 @@ class PartitionPublisher:
             c = batch.to_pydict()
             state: dict[str, list[Any]] = {"key": [], "row_hash": [], "version": [], "deleted": []}
             for action, key, value, version, problem, row_hash, rows in zip(
-                c["action"], c["key"], c["value"], c["version"], c["problem"], c["row_hash"], c["group_rows"]
+                c["action"],
+                c["key"],
+                c["value"],
+                c["version"],
+                c["problem"],
+                c["row_hash"],
+                c["group_rows"],
+                strict=True,
             ):
                 counts[action] += 1
                 group_rows += rows
@@ -137,7 +144,12 @@ class PartitionPublisher:
         if action == "delete":
             return [
                 (self.topic, encoded_key, value, self._headers),
-                (self.topic, encoded_key, None, tombstone_headers(self.table, version, self.key_types, repair=self.repair)),
+                (
+                    self.topic,
+                    encoded_key,
+                    None,
+                    tombstone_headers(self.table, version, self.key_types, repair=self.repair),
+                ),
             ]
         reason = problem or "unknown"
         letter = DeadLetter(
@@ -160,8 +172,14 @@ def _state_arrow_schema() -> Any:
     return pa.schema([("key", pa.string()), ("row_hash", pa.int64()), ("version", pa.int64()), ("deleted", pa.bool_())])
 
 
-def _produce(producer: Any, topic: str, key: bytes | None, value: bytes | None,
-             headers: list[tuple[str, bytes]], on_delivery: Any) -> None:
+def _produce(
+    producer: Any,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]],
+    on_delivery: Any,
+) -> None:
     while True:
         try:
             producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from changes.type_mapping import is_nested
+from connectors.spark import column
 from lakesync.config import ColumnMapping, LookupTable, TableMapping
-from lakesync.changes.type_mapping import is_nested
-from lakesync.connectors.spark import column
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -121,9 +121,7 @@ def _with_problems(projected: DataFrame, table: TableMapping, specs: list[Column
     from pyspark.sql import functions as F
 
     schema = {f.name: f.dataType for f in projected.schema.fields}
-    key_checks = [
-        F.when(column(k).isNull(), F.lit(f"null_key:{k}")) for k in table.key_columns
-    ]
+    key_checks = [F.when(column(k).isNull(), F.lit(f"null_key:{k}")) for k in table.key_columns]
     value_checks = [
         F.when(column(_raw_name(s)).isNotNull() & column(s.name).isNull(), F.lit(f"cast_failed:{s.name}"))
         for s in specs
@@ -139,9 +137,7 @@ def _with_problems(projected: DataFrame, table: TableMapping, specs: list[Column
         *[F.when(is_image, check) for check in value_checks],
         F.lit(None).cast("string"),
     )
-    return projected.select(
-        *[column(s.name) for s in specs], *FEED_METADATA, problem.alias(PROBLEM)
-    )
+    return projected.select(*[column(s.name) for s in specs], *FEED_METADATA, problem.alias(PROBLEM))
 
 
 def _may_hold_text(data_type: object) -> bool:

@@ -19,10 +19,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from lakesync.config import LakesyncSettings, TableMapping
 from lakesync.logs import get_logger
-from lakesync.observability.endpoints import HealthServer, Probes
-from lakesync.streaming.publisher import source
-from lakesync.streaming.publisher.micro_batch import BatchReport
-from lakesync.streaming.publisher.progress import load_progress
+from observability.endpoints import HealthServer, Probes
+from streaming.publisher import source
+from streaming.publisher.micro_batch import BatchReport
+from streaming.publisher.progress import load_progress
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -30,8 +30,14 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 # Every row read lands in exactly one outcome (see BatchReport).
-OUTCOMES = {"collapsed": "collapsed", "noop": "noops", "upsert": "upserts", "delete": "deletes",
-            "stale": "stale", "quarantined": "quarantined"}
+OUTCOMES = {
+    "collapsed": "collapsed",
+    "noop": "noops",
+    "upsert": "upserts",
+    "delete": "deletes",
+    "stale": "stale",
+    "quarantined": "quarantined",
+}
 _BATCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 # Reading a table's latest version asks Spark for its history: not more often than this.
 _VERSION_POLL_MIN_S = 5.0
@@ -44,8 +50,10 @@ DELTA_VERSION_LAG = Gauge(
 SOURCE_VERSION = Gauge("lakesync_stream_source_version", "The source table's latest Delta version.", ["table"])
 PUBLISHED_VERSION = Gauge("lakesync_stream_published_version", "The newest Delta version published.", ["table"])
 BATCH_SECONDS = Histogram(
-    "lakesync_stream_batch_duration_seconds", "Time to process one micro-batch (read, publish, snapshot).",
-    ["table"], buckets=_BATCH_BUCKETS,
+    "lakesync_stream_batch_duration_seconds",
+    "Time to process one micro-batch (read, publish, snapshot).",
+    ["table"],
+    buckets=_BATCH_BUCKETS,
 )
 BATCHES = Counter("lakesync_stream_batches", "Micro-batches completed.", ["table"])
 ROWS_READ = Counter("lakesync_stream_rows_read", "Change rows read from the change data feed.", ["table"])
@@ -97,13 +105,17 @@ class StreamObserver:
             return
         stop = threading.Event()
         interval = max(self._settings.stream.trigger_interval_s, _VERSION_POLL_MIN_S)
-        poller = threading.Thread(target=self._poll_versions, args=(spark, stop, interval),
-                                  name="lakesync-version-lag", daemon=True)
+        poller = threading.Thread(
+            target=self._poll_versions, args=(spark, stop, interval), name="lakesync-version-lag", daemon=True
+        )
         admin = AdminClient(self._settings.kafka.client_config())
-        probes = Probes(alive=alive, readiness={
-            "queries_active": alive,
-            "kafka": lambda: len(admin.list_topics(timeout=2.0).brokers) > 0,
-        })
+        probes = Probes(
+            alive=alive,
+            readiness={
+                "queries_active": alive,
+                "kafka": lambda: len(admin.list_topics(timeout=2.0).brokers) > 0,
+            },
+        )
         server = HealthServer("0.0.0.0", port, probes)
         server.start()
         poller.start()
@@ -118,7 +130,7 @@ class StreamObserver:
 
     def update_version_lag(self, spark: SparkSession) -> None:
         """Read each table's latest version and compare it with the newest published one."""
-        from lakesync.streaming.publisher.job import table_state_dir
+        from streaming.publisher.job import table_state_dir
 
         for table in self._tables:
             latest = source.latest_version(spark, table)
@@ -133,7 +145,7 @@ class StreamObserver:
         while not stop.is_set():
             try:
                 self.update_version_lag(spark)
-            except Exception as exc:  # a table being rewritten, Spark busy: the next round retries
+            except Exception as exc:  # noqa: BLE001 (a table being rewritten, Spark busy: the next round retries)
                 log.warning("delta version lag not updated", error_class=type(exc).__name__, error=str(exc)[:300])
             stop.wait(interval_s)
 

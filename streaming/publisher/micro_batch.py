@@ -13,24 +13,24 @@ from typing import TYPE_CHECKING
 
 from lakesync.config import TableMapping
 from lakesync.logs import correlation, get_logger
-from lakesync.streaming.publisher import diff
-from lakesync.streaming.publisher.diff import ACTION, ACTIONS, GROUP_ROWS, PLAN_HASH, PLAN_KEY, PUBLISHED
-from lakesync.streaming.publisher.envelope_spark import envelope_json
-from lakesync.streaming.publisher.kafka_sink import (
+from streaming.publisher import diff
+from streaming.publisher.diff import ACTION, ACTIONS, GROUP_ROWS, PLAN_HASH, PLAN_KEY, PUBLISHED
+from streaming.publisher.envelope_spark import envelope_json
+from streaming.publisher.kafka_sink import (
     STATE_ROW_SCHEMA,
     OffsetSpans,
     OffsetSpansParam,
     PartitionPublisher,
     describe_spans,
 )
-from lakesync.streaming.publisher.mapping import (
+from streaming.publisher.mapping import (
     CHANGE_TYPE,
     COMMIT_TIMESTAMP,
     COMMIT_VERSION,
     PROBLEM,
     CompiledMapping,
 )
-from lakesync.streaming.publisher.state_snapshot import StateSnapshot
+from streaming.publisher.state_snapshot import StateSnapshot
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -91,13 +91,21 @@ class TablePipeline:
             report = self._run(feed, batch_id)
             log.info(
                 "batch published",
-                rows_in=report.rows_in, collapsed=report.collapsed, upserts=report.upserts,
-                deletes=report.deletes, noops=report.noops, stale=report.stale,
-                quarantined=report.quarantined, min_version=report.min_version,
-                max_version=report.max_version, duration_s=round(report.duration_s, 3),
-                read_s=round(report.read_s, 3), publish_s=round(report.publish_s, 3),
+                rows_in=report.rows_in,
+                collapsed=report.collapsed,
+                upserts=report.upserts,
+                deletes=report.deletes,
+                noops=report.noops,
+                stale=report.stale,
+                quarantined=report.quarantined,
+                min_version=report.min_version,
+                max_version=report.max_version,
+                duration_s=round(report.duration_s, 3),
+                read_s=round(report.read_s, 3),
+                publish_s=round(report.publish_s, 3),
                 compact_s=round(report.compact_s, 3),
-                topic=self.table.topic_name, offsets=describe_spans(self.table.topic_name, report.offsets),
+                topic=self.table.topic_name,
+                offsets=describe_spans(self.table.topic_name, report.offsets),
             )
             for listener in self.on_report:
                 listener(report)

@@ -44,7 +44,7 @@ class Progress:
         return cls(
             completed_version=completed,
             batch_id=int(progress["batchId"]),
-            updated_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+            updated_at=dt.datetime.now(dt.UTC).isoformat(),
             published_version=max(completed, published_version) if published_version is not None else completed,
         )
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from lakesync.config import TableMapping
 from lakesync.errors import LakesyncError
-from lakesync.streaming.publisher.mapping import FEED_METADATA
+from streaming.publisher.mapping import FEED_METADATA
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -23,13 +23,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakesync.changes.row_hash import row_hash_column
+from changes.row_hash import row_hash_column
+from connectors.postgres_read import align_to_schema, existing_table, read_table
+from connectors.postgres_schema import VERSION_COLUMN, TableRef
+from connectors.spark import column
 from lakesync.config import PostgresSettings, TableMapping
-from lakesync.connectors.postgres_read import align_to_schema, existing_table, read_table
-from lakesync.connectors.postgres_schema import VERSION_COLUMN, TableRef
-from lakesync.connectors.spark import column
 from lakesync.logs import get_logger
-from lakesync.streaming.publisher.envelope_spark import key_json
+from streaming.publisher.envelope_spark import key_json
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -92,9 +92,7 @@ class StateSnapshot:
         if self._known_empty:
             return self.spark.createDataFrame([], BASE_DDL)
         wanted = F.broadcast(keys.select(KEY)) if small else keys.select(KEY)
-        return self._live(
-            self._base().join(wanted, KEY, "left_semi"), self._log().join(wanted, KEY, "left_semi")
-        )
+        return self._live(self._base().join(wanted, KEY, "left_semi"), self._log().join(wanted, KEY, "left_semi"))
 
     def append(self, entries: DataFrame) -> None:
         """Record published changes: rows of (key, row_hash, version, deleted)."""

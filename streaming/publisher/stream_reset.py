@@ -16,9 +16,9 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakesync.streaming.publisher.progress import Progress, save_progress
-from lakesync.streaming.publisher.schema_guard import SchemaRecord
-from lakesync.streaming.publisher.state_snapshot import StateSnapshot
+from streaming.publisher.progress import Progress, save_progress
+from streaming.publisher.schema_guard import SchemaRecord
+from streaming.publisher.state_snapshot import StateSnapshot
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -47,5 +47,7 @@ def reset_stream(table_state: Path, snapshot_rows: DataFrame, source_schema: Str
     tmp = table_state / (RESUME_FILE + ".tmp")
     tmp.write_text(f"{version}\n")
     tmp.replace(table_state / RESUME_FILE)
-    now = dt.datetime.now(dt.timezone.utc).isoformat()
-    save_progress(table_state, Progress(completed_version=version, batch_id=-1, updated_at=now, published_version=version))
+    now = dt.datetime.now(dt.UTC).isoformat()
+    save_progress(
+        table_state, Progress(completed_version=version, batch_id=-1, updated_at=now, published_version=version)
+    )

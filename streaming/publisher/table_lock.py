@@ -34,9 +34,7 @@ class TableLock:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise TableBusyError(
-                f"table {self.table!r} is in use by {holder}; stop it before {self.purpose}"
-            ) from None
+            raise TableBusyError(f"table {self.table!r} is in use by {holder}; stop it before {self.purpose}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{self.purpose} (pid {os.getpid()})".encode(), 0)
         self._fd = fd

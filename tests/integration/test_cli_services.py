@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lakesync.deploy.processes import pid_alive, tcp_open
+from deploy.processes import pid_alive, tcp_open
 
 pytestmark = pytest.mark.integration
 
@@ -18,9 +18,7 @@ LAKESYNC = [sys.executable, "-m", "lakesync"]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*LAKESYNC, *args], capture_output=True, text=True, timeout=180, env=env, cwd=cwd
-    )
+    return subprocess.run([*LAKESYNC, *args], capture_output=True, text=True, timeout=180, env=env, cwd=cwd)
 
 
 def test_up_then_down_leaves_no_process_behind(scratch_root: Path) -> None:
@@ -39,9 +37,7 @@ def test_up_then_down_leaves_no_process_behind(scratch_root: Path) -> None:
     assert stopped.returncode == 0, stopped.stderr
     assert not any(pid_alive(pid) for pid in pids)
     assert not any(tcp_open(port) for port in ports)
-    postgres_children = subprocess.run(
-        ["pgrep", "-f", str(home)], capture_output=True, text=True
-    ).stdout.split()
+    postgres_children = subprocess.run(["pgrep", "-f", str(home)], capture_output=True, text=True).stdout.split()
     assert postgres_children == []
 
 

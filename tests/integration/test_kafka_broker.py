@@ -13,9 +13,7 @@ from lakesync.config import LakesyncSettings
 pytestmark = pytest.mark.integration
 
 
-def test_produce_consume_round_trip_keeps_keys_on_one_partition(
-    settings: LakesyncSettings, unique_name: str
-) -> None:
+def test_produce_consume_round_trip_keeps_keys_on_one_partition(settings: LakesyncSettings, unique_name: str) -> None:
     """Every message comes back, and all messages of one key land on the same partition."""
     client = settings.kafka.client_config()
     admin = AdminClient(client)
@@ -55,7 +53,7 @@ def test_ensure_topics_creates_compacted_topics_once(settings: LakesyncSettings,
     """Missing topics are created with the configured partitions and config; a rerun is a no-op."""
     from confluent_kafka.admin import ConfigResource
 
-    from lakesync.connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics
+    from connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics
 
     assert ensure_topics(settings.kafka, [unique_name], config=CHANGE_TOPIC_CONFIG) == [unique_name]
     assert ensure_topics(settings.kafka, [unique_name], config=CHANGE_TOPIC_CONFIG) == []

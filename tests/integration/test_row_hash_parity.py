@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from pyspark.sql import types as T
 
-from lakesync.changes.row_hash import row_hash, row_hash_column
+from changes.row_hash import row_hash, row_hash_column
 
 pytestmark = pytest.mark.integration
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SCHEMA = T.StructType(
     [
         T.StructField("id", T.LongType()),
@@ -37,18 +37,71 @@ SCHEMA = T.StructType(
     ]
 )
 ROWS: list[tuple[Any, ...]] = [
-    (1, True, 7, Decimal("12.5000"), 0.1, 1.5, "ação 😀", b"\x00\xff", dt.date(1969, 12, 31),
-     dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), dt.datetime(2026, 1, 2, 3, 4, 5, 6),
-     ["a", None, ""], {"z": 1.0, "a": -0.0}, ("São Paulo", 1000)),
-    (2, False, -1, Decimal("-0.0001"), -0.0, math.nan, "", b"", dt.date(2026, 11, 22),
-     dt.datetime(2026, 11, 22, 10, 0, tzinfo=UTC), dt.datetime(1900, 1, 1), [], {}, (None, None)),
+    (
+        1,
+        True,
+        7,
+        Decimal("12.5000"),
+        0.1,
+        1.5,
+        "ação 😀",
+        b"\x00\xff",
+        dt.date(1969, 12, 31),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        dt.datetime(2026, 1, 2, 3, 4, 5, 6),
+        ["a", None, ""],
+        {"z": 1.0, "a": -0.0},
+        ("São Paulo", 1000),
+    ),
+    (
+        2,
+        False,
+        -1,
+        Decimal("-0.0001"),
+        -0.0,
+        math.nan,
+        "",
+        b"",
+        dt.date(2026, 11, 22),
+        dt.datetime(2026, 11, 22, 10, 0, tzinfo=UTC),
+        dt.datetime(1900, 1, 1),
+        [],
+        {},
+        (None, None),
+    ),
     (3, None, None, None, math.inf, -math.inf, None, None, None, None, None, None, None, None),
-    (4, True, 0, Decimal("99999999999999.9999"), 5e-324, 1e-45, "x\ty\n", b"abc",
-     dt.date(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), dt.datetime(1970, 1, 1),
-     ["🚀"], {"k": math.nan}, ("", -5)),
-    (5, False, 1, Decimal("0"), 1.7976931348623157e308, 3.4028234663852886e38, "'\"\\", b"\x01",
-     dt.date(2000, 2, 29), dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2000, 2, 29, 12),
-     [None], {"b": None}, ("x", 0)),
+    (
+        4,
+        True,
+        0,
+        Decimal("99999999999999.9999"),
+        5e-324,
+        1e-45,
+        "x\ty\n",
+        b"abc",
+        dt.date(1, 1, 1),
+        dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        dt.datetime(1970, 1, 1),
+        ["🚀"],
+        {"k": math.nan},
+        ("", -5),
+    ),
+    (
+        5,
+        False,
+        1,
+        Decimal("0"),
+        1.7976931348623157e308,
+        3.4028234663852886e38,
+        "'\"\\",
+        b"\x01",
+        dt.date(2000, 2, 29),
+        dt.datetime(2000, 1, 1, tzinfo=UTC),
+        dt.datetime(2000, 2, 29, 12),
+        [None],
+        {"b": None},
+        ("x", 0),
+    ),
 ]
 
 

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from lakesync.batch.consumer_position import applied_offsets, end_offsets
+from batch.consumer_position import applied_offsets, end_offsets
 from lakesync.config import LakesyncSettings
-from lakesync.streaming.consumer.service import ConsumerService
+from streaming.consumer.service import ConsumerService
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
@@ -24,8 +24,11 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0, what: str
 def wait_caught_up(settings: LakesyncSettings, topic: str, timeout_s: float = 60.0) -> None:
     """Until the group's offsets stored in PostgreSQL reach the end of every non-empty partition."""
     ends = {p: o for p, o in end_offsets(settings, topic).items() if o > 0}
-    wait_until(lambda: all(applied_offsets(settings, topic).get(p, 0) >= o for p, o in ends.items()),
-               timeout_s, f"group {settings.consumer.group_id} to reach {ends} on {topic}")
+    wait_until(
+        lambda: all(applied_offsets(settings, topic).get(p, 0) >= o for p, o in ends.items()),
+        timeout_s,
+        f"group {settings.consumer.group_id} to reach {ends} on {topic}",
+    )
 
 
 @contextmanager
@@ -37,7 +40,7 @@ def running(settings: LakesyncSettings) -> Iterator[ConsumerService]:
     def target() -> None:
         try:
             service.run(handle_signals=False)
-        except BaseException as exc:  # surfaced to the test below
+        except BaseException as exc:  # noqa: BLE001 (surfaced to the test below)
             failure.append(exc)
 
     thread = threading.Thread(target=target, daemon=True)

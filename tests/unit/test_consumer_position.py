@@ -1,6 +1,6 @@
 """Counting what the consumer still has to apply."""
 
-from lakesync.batch.consumer_position import behind
+from batch.consumer_position import behind
 
 
 def test_behind_sums_missing_messages_and_ignores_partitions_ahead() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lakesync.streaming.publisher.progress import Progress, load_progress, save_progress
+from streaming.publisher.progress import Progress, load_progress, save_progress
 
 END = {"sourceVersion": 1, "reservoirId": "x", "reservoirVersion": 7, "index": -1, "isStartingVersion": False}
 

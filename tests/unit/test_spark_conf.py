@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors.spark import derived_conf, spark_jars
 from lakesync.config import SparkSettings
-from lakesync.connectors.spark import derived_conf, spark_jars
 from lakesync.errors import SetupError
 
 
@@ -36,7 +36,9 @@ def test_jars_are_local_files_never_packages(jars_dir: Path) -> None:
 
 def test_explicit_settings_and_raw_conf_win(jars_dir: Path) -> None:
     settings = SparkSettings(
-        jars_dir=jars_dir, master="spark://cluster:7077", shuffle_partitions=64,
+        jars_dir=jars_dir,
+        master="spark://cluster:7077",
+        shuffle_partitions=64,
         conf={"spark.sql.adaptive.enabled": "false"},
     )
     conf = derived_conf(settings, cores=2)
@@ -69,7 +71,7 @@ def test_under_spark_submit_a_configured_master_and_raw_conf_still_win(jars_dir:
 
 def test_spark_submit_is_recognised_by_the_gateway_it_hands_to_python(monkeypatch: pytest.MonkeyPatch) -> None:
     """spark-submit's PythonRunner exports PYSPARK_GATEWAY_PORT; a plain `lakesync` process has none."""
-    from lakesync.connectors.spark import under_spark_submit
+    from connectors.spark import under_spark_submit
 
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
     assert not under_spark_submit()

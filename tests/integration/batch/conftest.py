@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from lakesync.config import LakesyncSettings, TableMapping
-from lakesync.streaming.publisher.job import StreamJob
+from streaming.publisher.job import StreamJob
 from tests.support.consumer_run import run_until_caught_up
 
 
@@ -48,12 +48,23 @@ def pipeline(
 
     def make(**table_fields: Any) -> Pipeline:
         table_fields.setdefault("key_columns", ["id"])
-        table = TableMapping(name=unique_name, source_path=str(tmp_path / "lake" / unique_name),
-                             target_table=unique_name, topic=f"{unique_name}.changes", **table_fields)
-        settings = make_settings(tables=[table], consumer={
-            "group_id": f"g-{unique_name}", "batch_max_wait_s": 0.2, "session_timeout_s": 6.0,
-            "retry_deadline_s": 60.0, "retry_max_backoff_s": 2.0,
-        })
+        table = TableMapping(
+            name=unique_name,
+            source_path=str(tmp_path / "lake" / unique_name),
+            target_table=unique_name,
+            topic=f"{unique_name}.changes",
+            **table_fields,
+        )
+        settings = make_settings(
+            tables=[table],
+            consumer={
+                "group_id": f"g-{unique_name}",
+                "batch_max_wait_s": 0.2,
+                "session_timeout_s": 6.0,
+                "retry_deadline_s": 60.0,
+                "retry_max_backoff_s": 2.0,
+            },
+        )
         return Pipeline(spark, settings, table)
 
     return make

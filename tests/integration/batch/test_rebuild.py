@@ -16,12 +16,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from lakesync.batch.rebuild import rebuild, side_name
-from lakesync.batch.reconcile import reconcile
-from lakesync.streaming.publisher.job import StreamJob
-from lakesync.streaming.publisher.schema_guard import SchemaChangeError
-from lakesync.streaming.publisher.table_lock import TableBusyError, TableLock
-from lakesync.streaming.publisher.job import table_state_dir
+from batch.rebuild import rebuild, side_name
+from batch.reconcile import reconcile
+from streaming.publisher.job import StreamJob, table_state_dir
+from streaming.publisher.schema_guard import SchemaChangeError
+from streaming.publisher.table_lock import TableBusyError, TableLock
 from tests.support.rich_rows import SCHEMA, row
 
 from .conftest import Pipeline
@@ -38,13 +37,16 @@ def test_rebuild_loads_every_type_and_readers_never_see_a_partial_table(
     pipeline: Callable[..., Pipeline], spark: Any
 ) -> None:
     p = pipeline()
-    spark.createDataFrame([row(i) for i in range(1, 31)], SCHEMA).write.format("delta") \
-        .option("delta.enableChangeDataFeed", "true").save(p.table.source)
+    spark.createDataFrame([row(i) for i in range(1, 31)], SCHEMA).write.format("delta").option(
+        "delta.enableChangeDataFeed", "true"
+    ).save(p.table.source)
     first = rebuild(spark, p.settings, p.table)
     assert (first.rows, first.version) == (30, 0)
     assert reconcile(spark, p.settings, p.table, wait_s=None).counts.equal == 30  # every type loaded exactly
 
-    spark.createDataFrame([row(i) for i in range(31, 3001)], SCHEMA).write.format("delta").mode("append").save(p.table.source)
+    spark.createDataFrame([row(i) for i in range(31, 3001)], SCHEMA).write.format("delta").mode("append").save(
+        p.table.source
+    )
     seen: set[int] = set()
     errors: list[BaseException] = []
     stop = threading.Event()
@@ -60,8 +62,10 @@ def test_rebuild_loads_every_type_and_readers_never_see_a_partial_table(
     assert second.rows == 3000 and p.pg("SELECT count(*) FROM {t}") == [(3000,)]
     assert p.pg("SELECT to_regclass(%s)", f"public.{side_name(p.table.target_table, 'rebuild')}") == [(None,)]
     assert p.pg("SELECT to_regclass(%s)", f"public.{side_name(p.table.target_table, 'old')}") == [(None,)]
-    assert p.pg("SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'p'",
-                f"public.{p.table.target_table}") == [(f"{p.table.target_table}_pkey",)]
+    assert p.pg(
+        "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'p'",
+        f"public.{p.table.target_table}",
+    ) == [(f"{p.table.target_table}_pkey",)]
 
 
 def _read_counts(p: Pipeline, stop: threading.Event, seen: set[int], errors: list[BaseException]) -> None:
@@ -82,8 +86,10 @@ def test_stream_resumes_after_the_rebuilt_version_without_gap_or_double_apply(
     from tests.integration.streaming.conftest import read_topic
 
     p = pipeline()
-    p.sql("CREATE TABLE {t} (id long, name string, city string) USING delta TBLPROPERTIES ("
-          "'delta.columnMapping.mode' = 'name', 'delta.enableChangeDataFeed' = 'true')")
+    p.sql(
+        "CREATE TABLE {t} (id long, name string, city string) USING delta TBLPROPERTIES ("
+        "'delta.columnMapping.mode' = 'name', 'delta.enableChangeDataFeed' = 'true')"
+    )
     p.sql("INSERT INTO {t} VALUES (1, 'a', 'x'), (2, 'b', 'y'), (3, 'c', 'z')")
     p.sync()
     p.sql("ALTER TABLE {t} DROP COLUMN city")
@@ -95,8 +101,13 @@ def test_stream_resumes_after_the_rebuilt_version_without_gap_or_double_apply(
     # The rebuild left CDF writes blocked (column mapping + drop): new commits need a fresh table
     # version history, so change data through a new column instead of rewriting the table.
     assert p.pg("SELECT id, name FROM {t} ORDER BY id") == [(1, "a"), (2, "b"), (3, "c")]
-    assert [c for (c,) in p.pg("SELECT column_name::text FROM information_schema.columns WHERE table_name = %s "
-                                "ORDER BY ordinal_position", p.table.target_table)][:2] == ["id", "name"]
+    assert [
+        c
+        for (c,) in p.pg(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+            p.table.target_table,
+        )
+    ][:2] == ["id", "name"]
     StreamJob(p.settings, p.settings.tables, once=True).run(spark)
     assert read_topic(p.settings.kafka, p.table.topic_name) == before  # nothing at or before V again
     progress = json.loads((table_state_dir(p.settings, p.table) / "progress.json").read_text())
@@ -109,7 +120,7 @@ def test_rebuild_of_a_streamed_table_then_new_commits_flow_exactly_once(
     from tests.integration.streaming.conftest import events, read_new, read_topic
 
     p = pipeline(key_columns=["id"])
-    write(spark, p.table.source, range(0, 50))
+    write(spark, p.table.source, range(50))
     p.sync()
     p.sql("UPDATE {t} SET name = 'before-rebuild' WHERE id < 5")
     rebuilt = rebuild(spark, p.settings, p.table)  # includes the update without streaming it
@@ -123,25 +134,38 @@ def test_rebuild_of_a_streamed_table_then_new_commits_flow_exactly_once(
 
 def test_rebuild_refuses_while_the_stream_runs(pipeline: Callable[..., Pipeline], spark: Any) -> None:
     p = pipeline()
-    write(spark, p.table.source, range(0, 5))
-    with TableLock(table_state_dir(p.settings, p.table), p.table.name, "streaming"):
-        with pytest.raises(TableBusyError, match="stop it before rebuilding"):
-            rebuild(spark, p.settings, p.table)
+    write(spark, p.table.source, range(5))
+    with (
+        TableLock(table_state_dir(p.settings, p.table), p.table.name, "streaming"),
+        pytest.raises(TableBusyError, match="stop it before rebuilding"),
+    ):
+        rebuild(spark, p.settings, p.table)
 
 
 def test_a_rebuild_killed_midway_leaves_the_live_table_intact(
     pipeline: Callable[..., Pipeline], spark: Any, embedded_stack: Any, tmp_path: Path
 ) -> None:
     p = pipeline()
-    write(spark, p.table.source, range(0, 20))
+    write(spark, p.table.source, range(20))
     rebuild(spark, p.settings, p.table)
     live_before = p.pg("SELECT count(*), sum(id), string_agg(name, ',' ORDER BY id) FROM {t}")
-    write(spark, p.table.source, range(0, 250_000))
-    env = {**os.environ, "LAKESYNC_TABLES": "[" + p.table.model_dump_json() + "]",
-           "LAKESYNC_STATE_DIR": str(p.settings.state_dir),
-           "LAKESYNC_SPARK": '{"ui_enabled": false, "shuffle_partitions": 2, "driver_memory": "1g"}'}
-    command = [sys.executable, "-m", "lakesync", "--config", str(embedded_stack.config_file),
-               "rebuild", "--table", p.table.name]
+    write(spark, p.table.source, range(250_000))
+    env = {
+        **os.environ,
+        "LAKESYNC_TABLES": "[" + p.table.model_dump_json() + "]",
+        "LAKESYNC_STATE_DIR": str(p.settings.state_dir),
+        "LAKESYNC_SPARK": '{"ui_enabled": false, "shuffle_partitions": 2, "driver_memory": "1g"}',
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "lakesync",
+        "--config",
+        str(embedded_stack.config_file),
+        "rebuild",
+        "--table",
+        p.table.name,
+    ]
     log = tmp_path / "rebuild.log"
     with log.open("w") as out:
         job = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -161,7 +185,9 @@ def test_a_rebuild_killed_midway_leaves_the_live_table_intact(
 def _wait_for_copy(p: Pipeline, job: subprocess.Popen[bytes], log: Path, timeout_s: float = 180) -> None:
     """Until PostgreSQL runs one of the rebuild's COPY statements."""
     deadline = time.monotonic() + timeout_s
-    while not p.pg("SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'", "COPY %__lakesync_rebuild%"):
+    while not p.pg(
+        "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'", "COPY %__lakesync_rebuild%"
+    ):
         assert job.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() < deadline, "the rebuild never reached its COPY"
         time.sleep(0.1)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from lakesync.batch.reconcile import reconcile
-from lakesync.streaming.publisher.job import StreamJob
+from batch.reconcile import reconcile
+from streaming.publisher.job import StreamJob
 from tests.support.consumer_run import running, wait_caught_up
 from tests.support.rich_rows import COLUMN_NAMES, SCHEMA, row
 
@@ -39,8 +39,9 @@ EDITS = {
 
 def test_every_kind_of_drift_is_found_named_and_repaired(pipeline: Callable[..., Pipeline], spark: Any) -> None:
     p = pipeline()
-    spark.createDataFrame([row(i) for i in range(1, 21)] + [row(21, name=None)], SCHEMA).write.format("delta") \
-        .option("delta.enableChangeDataFeed", "true").save(p.table.source)
+    spark.createDataFrame([row(i) for i in range(1, 21)] + [row(21, name=None)], SCHEMA).write.format("delta").option(
+        "delta.enableChangeDataFeed", "true"
+    ).save(p.table.source)
     p.sync()
     clean = reconcile(spark, p.settings, p.table)
     assert clean.counts.drift == 0 and clean.counts.equal == 21, clean.to_json()
@@ -70,12 +71,15 @@ def test_every_kind_of_drift_is_found_named_and_repaired(pipeline: Callable[...,
     assert p.pg("SELECT count(*) FROM {t} WHERE id = 999") == [(0,)]
 
 
-def test_the_sample_of_a_table_keyed_by_a_date_names_the_drifted_column(pipeline: Callable[..., Pipeline], spark: Any) -> None:
+def test_the_sample_of_a_table_keyed_by_a_date_names_the_drifted_column(
+    pipeline: Callable[..., Pipeline], spark: Any
+) -> None:
     """Keys whose JSON is not their exact value (a date here) are sampled by a full scan of each
     side instead of a filter on the key columns; the report is the same."""
     p = pipeline(key_columns=["born", "id"])
-    spark.createDataFrame([row(i) for i in range(1, 6)], SCHEMA).write.format("delta") \
-        .option("delta.enableChangeDataFeed", "true").save(p.table.source)
+    spark.createDataFrame([row(i) for i in range(1, 6)], SCHEMA).write.format("delta").option(
+        "delta.enableChangeDataFeed", "true"
+    ).save(p.table.source)
     p.sync()
     p.pg("UPDATE {t} SET name = 'drifted' WHERE id = 3")
     drifted = reconcile(spark, p.settings, p.table)
@@ -93,12 +97,15 @@ def wait_caught_up_after_repair(p: Pipeline) -> None:
 def test_reconcile_during_live_streaming_reports_no_false_drift(pipeline: Callable[..., Pipeline], spark: Any) -> None:
     """Changes keep landing while reconcile runs; what is newer than its version is not drift."""
     p = pipeline()
-    spark.createDataFrame([(i, f"n{i}") for i in range(300)], "id long, name string").write.format("delta") \
-        .option("delta.enableChangeDataFeed", "true").save(p.table.source)
+    spark.createDataFrame([(i, f"n{i}") for i in range(300)], "id long, name string").write.format("delta").option(
+        "delta.enableChangeDataFeed", "true"
+    ).save(p.table.source)
     p.sync()
     stop = threading.Event()
-    job = StreamJob(p.settings.model_copy(update={"stream": p.settings.stream.model_copy(update={"trigger_interval_s": 0.5})}),
-                    p.settings.tables)
+    job = StreamJob(
+        p.settings.model_copy(update={"stream": p.settings.stream.model_copy(update={"trigger_interval_s": 0.5})}),
+        p.settings.tables,
+    )
     streamer = threading.Thread(target=lambda: job.run(spark), daemon=True)
     writer = threading.Thread(target=_keep_writing, args=(p, stop), daemon=True)
     with running(p.settings):
@@ -127,29 +134,50 @@ def _keep_writing(p: Pipeline, stop: threading.Event) -> None:
         time.sleep(0.5)
 
 
-def test_cli_exits_4_on_drift_and_writes_the_report(pipeline: Callable[..., Pipeline], spark: Any, tmp_path: Path,
-                                                     embedded_stack: Any) -> None:
+def test_cli_exits_4_on_drift_and_writes_the_report(
+    pipeline: Callable[..., Pipeline], spark: Any, tmp_path: Path, embedded_stack: Any
+) -> None:
     import json
     import os
     import subprocess
     import sys
 
     p = pipeline()
-    spark.createDataFrame([(i, f"n{i}") for i in range(10)], "id long, name string").write.format("delta") \
-        .option("delta.enableChangeDataFeed", "true").save(p.table.source)
+    spark.createDataFrame([(i, f"n{i}") for i in range(10)], "id long, name string").write.format("delta").option(
+        "delta.enableChangeDataFeed", "true"
+    ).save(p.table.source)
     p.sync()
     p.pg("UPDATE {t} SET name = 'drifted' WHERE id = 3")
-    env = {**os.environ, "LAKESYNC_TABLES": "[" + p.table.model_dump_json() + "]",
-           "LAKESYNC_STATE_DIR": str(p.settings.state_dir),
-           "LAKESYNC_CONSUMER": json.dumps({"group_id": p.settings.consumer.group_id}),
-           "LAKESYNC_SPARK": '{"ui_enabled": false, "shuffle_partitions": 2, "driver_memory": "1g"}'}
+    env = {
+        **os.environ,
+        "LAKESYNC_TABLES": "[" + p.table.model_dump_json() + "]",
+        "LAKESYNC_STATE_DIR": str(p.settings.state_dir),
+        "LAKESYNC_CONSUMER": json.dumps({"group_id": p.settings.consumer.group_id}),
+        "LAKESYNC_SPARK": '{"ui_enabled": false, "shuffle_partitions": 2, "driver_memory": "1g"}',
+    }
     report = tmp_path / "report.json"
-    done = subprocess.run([sys.executable, "-m", "lakesync", "--config", str(embedded_stack.config_file),
-                           "reconcile", "--table", p.table.name, "--report", str(report)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lakesync",
+            "--config",
+            str(embedded_stack.config_file),
+            "reconcile",
+            "--table",
+            p.table.name,
+            "--report",
+            str(report),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 4, done.stdout + done.stderr
     body = json.loads(report.read_text())
     assert body["in_sync"] is False and body["counts"]["different"] == 1
-    assert body["sample"] == [{"key": {"id": 3}, "kind": "different",
-                               "columns": {"name": {"source": "n3", "target": "drifted"}}}]
+    assert body["sample"] == [
+        {"key": {"id": 3}, "kind": "different", "columns": {"name": {"source": "n3", "target": "drifted"}}}
+    ]
     assert "different" in done.stdout and "1" in done.stdout

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from confluent_kafka import Consumer
 
-from lakesync.changes import dead_letter as dlq
-from lakesync.changes.type_mapping import TargetColumn
+from changes import dead_letter as dlq
+from changes.type_mapping import TargetColumn
 from lakesync.config import LakesyncSettings
 
 from .conftest import (
@@ -37,14 +37,20 @@ def name_of(settings: LakesyncSettings) -> str:
 def test_out_of_order_versions_end_in_the_newest(table_settings: LakesyncSettings) -> None:
     """Older versions delivered after newer ones, in one batch and across batches, never win."""
     name, topic = name_of(table_settings), topic_of(table_settings)
-    produce(table_settings, topic, [upsert(name, 1, 5), upsert(name, 1, 3), upsert(name, 2, 2), upsert(name, 2, 9), upsert(name, 2, 4)])
+    produce(
+        table_settings,
+        topic,
+        [upsert(name, 1, 5), upsert(name, 1, 3), upsert(name, 2, 2), upsert(name, 2, 9), upsert(name, 2, 4)],
+    )
     run_until_caught_up(table_settings, topic)
     produce(table_settings, topic, [upsert(name, 1, 4), upsert(name, 2, 8)])
     run_until_caught_up(table_settings, topic)
     assert rows(table_settings, name) == [(1, "v5", Decimal("1.00"), 5), (2, "v9", Decimal("1.00"), 9)]
 
 
-def test_replaying_the_whole_topic_gives_the_same_table(table_settings: LakesyncSettings, settings: LakesyncSettings) -> None:
+def test_replaying_the_whole_topic_gives_the_same_table(
+    table_settings: LakesyncSettings, settings: LakesyncSettings
+) -> None:
     """A second group reading everything again from offset 0 changes nothing."""
     name, topic = name_of(table_settings), topic_of(table_settings)
     messages = [upsert(name, k, v, name=f"k{k}v{v}") for v in (1, 2, 3) for k in range(40)]
@@ -87,7 +93,9 @@ def test_repair_overwrites_at_the_same_version_and_a_stream_event_does_not(table
     name, topic = name_of(table_settings), topic_of(table_settings)
     produce(table_settings, topic, [upsert(name, 1, 7, name="original"), upsert(name, 2, 7, name="original")])
     run_until_caught_up(table_settings, topic)
-    produce(table_settings, topic, [upsert(name, 1, 7, name="stream"), upsert(name, 2, 7, name="repaired", batch_id=-1)])
+    produce(
+        table_settings, topic, [upsert(name, 1, 7, name="stream"), upsert(name, 2, 7, name="repaired", batch_id=-1)]
+    )
     run_until_caught_up(table_settings, topic)
     assert [r[1] for r in rows(table_settings, name)] == ["original", "repaired"]
 
@@ -98,7 +106,11 @@ def test_a_new_envelope_column_is_added_to_the_table(table_settings: LakesyncSet
     produce(table_settings, topic, [upsert(name, 1, 1)])
     run_until_caught_up(table_settings, topic)
     wider = (*COLUMNS, TargetColumn("tags", "jsonb"), TargetColumn("blob", "bytea"))
-    produce(table_settings, topic, [upsert(name, 2, 2, columns=wider, extra={"tags": {"a": [1, 2]}, "blob": b"\x00\x01\x02"})])
+    produce(
+        table_settings,
+        topic,
+        [upsert(name, 2, 2, columns=wider, extra={"tags": {"a": [1, 2]}, "blob": b"\x00\x01\x02"})],
+    )
     run_until_caught_up(table_settings, topic)
     got = rows(table_settings, name, "id, tags, blob")
     assert got == [(1, None, None), (2, {"a": [1, 2]}, b"\x00\x01\x02")]
@@ -112,7 +124,11 @@ def test_a_poison_record_goes_to_the_dead_letter_topic_and_its_neighbours_are_ap
     key, value, headers = upsert(name, 13, 1, price="9.99")
     bad_price = (key, value.replace(b'"9.99"', b'"not-a-number"'), headers)
     garbage = (b'{"id":14}', b"{not json", [])
-    produce(table_settings, topic, [upsert(name, k, 1) for k in range(1, 13)] + [bad_price, garbage] + [upsert(name, k, 1) for k in range(15, 30)])
+    produce(
+        table_settings,
+        topic,
+        [upsert(name, k, 1) for k in range(1, 13)] + [bad_price, garbage] + [upsert(name, k, 1) for k in range(15, 30)],
+    )
     run_until_caught_up(table_settings, topic)
     assert [r[0] for r in rows(table_settings, name)] == [*range(1, 13), *range(15, 30)]
 
@@ -129,15 +145,19 @@ def test_a_poison_record_goes_to_the_dead_letter_topic_and_its_neighbours_are_ap
 
 def read_dead_letters(settings: LakesyncSettings, values: set[bytes | None]) -> dict[bytes | None, dict[str, str]]:
     """Headers of the dead-letter records whose value is one of `values`."""
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"dlq-reader-{id(values)}", "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {**settings.kafka.client_config(), "group.id": f"dlq-reader-{id(values)}", "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([settings.kafka.dead_letter_topic])
     found: dict[bytes | None, dict[str, str]] = {}
     try:
+
         def poll() -> bool:
             for message in consumer.consume(500, 0.5):
                 if message.error() is None and message.value() in values:
                     found[message.value()] = {k: v.decode() for k, v in message.headers() or []}
             return len(found) == len(values)
+
         wait_until(poll, 30, "dead-letter records")
     finally:
         consumer.close()
@@ -148,7 +168,7 @@ def test_a_key_that_appears_between_the_probe_and_the_copy_is_merged(
     table_settings: LakesyncSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """New keys are COPYed straight into the target; if one turns out to exist, the batch is merged."""
-    from lakesync.streaming.consumer.apply import BatchApplier
+    from streaming.consumer.apply import BatchApplier
 
     name, topic = name_of(table_settings), topic_of(table_settings)
     produce(table_settings, topic, [upsert(name, 1, 1), upsert(name, 2, 1)])

@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from deploy.embedded_postgres import PostgresServer
+from deploy.processes import free_port
 from lakesync.config import LakesyncSettings
-from lakesync.deploy.embedded_postgres import PostgresServer
-from lakesync.deploy.processes import free_port
 
 from .conftest import (
     applied_offsets,
@@ -55,7 +55,9 @@ def http_status(port: int, path: str) -> int:
         return exc.code
 
 
-def test_sigkill_mid_batch_then_restart_loses_and_doubles_nothing(table_settings: LakesyncSettings, tmp_path: Path) -> None:
+def test_sigkill_mid_batch_then_restart_loses_and_doubles_nothing(
+    table_settings: LakesyncSettings, tmp_path: Path
+) -> None:
     """Killed with SIGKILL while applying, the restarted service resumes from the stored offsets."""
     name, topic = table_settings.tables[0].name, table_settings.tables[0].topic_name
     settings = make_settings(table_settings, name, batch_max_messages=400)
@@ -80,7 +82,9 @@ def test_sigkill_mid_batch_then_restart_loses_and_doubles_nothing(table_settings
     assert applied_so_far(settings) == len(messages)
 
 
-def test_sigterm_stops_within_ten_seconds_and_a_restart_finishes(table_settings: LakesyncSettings, tmp_path: Path) -> None:
+def test_sigterm_stops_within_ten_seconds_and_a_restart_finishes(
+    table_settings: LakesyncSettings, tmp_path: Path
+) -> None:
     """SIGTERM during a backlog: exit code 0 in < 10 s; what was committed is kept, the rest follows."""
     name, topic = table_settings.tables[0].name, table_settings.tables[0].topic_name
     settings = make_settings(table_settings, name, batch_max_messages=300)
@@ -139,7 +143,9 @@ def test_postgres_down_for_20_seconds_the_service_recovers_alone(
                 exposition = response.read().decode()
             assert "lakesync_consumer_retries_total" in exposition
             applied = f'lakesync_consumer_rows_applied_total{{op="upsert",table="{unique_name}"}} '
-            upserted = [float(line.removeprefix(applied)) for line in exposition.splitlines() if line.startswith(applied)]
+            upserted = [
+                float(line.removeprefix(applied)) for line in exposition.splitlines() if line.startswith(applied)
+            ]
             assert upserted and upserted[0] >= 4000  # 6000 events, some compacted within a batch
         finally:
             process.send_signal(signal.SIGTERM)
@@ -166,7 +172,9 @@ def test_two_instances_share_the_partitions_and_agree(table_settings: LakesyncSe
     assert rows(settings, name) == expected
 
 
-def test_a_type_change_stops_the_service_with_exit_3_and_the_fix(table_settings: LakesyncSettings, tmp_path: Path) -> None:
+def test_a_type_change_stops_the_service_with_exit_3_and_the_fix(
+    table_settings: LakesyncSettings, tmp_path: Path
+) -> None:
     """An envelope column whose type differs from the target's is a schema problem, not poison."""
     name, topic = table_settings.tables[0].name, table_settings.tables[0].topic_name
     with psycopg.connect(**table_settings.postgres.connection_kwargs()) as conn:
@@ -184,17 +192,26 @@ def test_a_type_change_stops_the_service_with_exit_3_and_the_fix(table_settings:
 
 def test_start_up_fails_fast_with_one_line(table_settings: LakesyncSettings, tmp_path: Path) -> None:
     """Unreachable PostgreSQL or Kafka, or no table to consume: one line on stderr, non-zero exit."""
+
     def consume(settings: LakesyncSettings) -> subprocess.CompletedProcess[str]:
         config = write_config(tmp_path / "lakesync.toml", settings)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LAKESYNC_")}
-        return subprocess.run([sys.executable, "-m", "lakesync", "--config", str(config), "consume"],
-                              capture_output=True, text=True, timeout=60, env=env)
+        return subprocess.run(
+            [sys.executable, "-m", "lakesync", "--config", str(config), "consume"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
 
     data = table_settings.model_dump()
     data["postgres"].update(port=free_port(), password="x")
     no_postgres = consume(LakesyncSettings(**data))
     assert no_postgres.returncode == 1
-    assert no_postgres.stderr.startswith("lakesync: error: PostgreSQL at 127.0.0.1:") and no_postgres.stderr.count("\n") == 1
+    assert (
+        no_postgres.stderr.startswith("lakesync: error: PostgreSQL at 127.0.0.1:")
+        and no_postgres.stderr.count("\n") == 1
+    )
 
     data = table_settings.model_dump()
     data["postgres"]["password"] = table_settings.postgres.password.get_secret_value()  # type: ignore[union-attr]

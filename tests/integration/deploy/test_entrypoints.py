@@ -24,12 +24,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lakesync.batch.consumer_position import end_offsets
+from batch.consumer_position import end_offsets
+from deploy.embedded_stack import EmbeddedStack
+from deploy.processes import free_port
 from lakesync.cli import app
 from lakesync.config import LakesyncSettings, TableMapping, load_settings
-from lakesync.deploy.embedded_stack import EmbeddedStack
-from lakesync.deploy.processes import free_port
-from lakesync.streaming.publisher.job import StreamJob
+from streaming.publisher.job import StreamJob
 from tests.support.consumer_run import run_until_caught_up, wait_until
 from tests.support.deploy_files import DEPLOY, ROOT, Stage, dockerfile_stages
 
@@ -89,8 +89,10 @@ def base_config(stack: EmbeddedStack, table: TableMapping, *, with_password: boo
         "spark": {"ui_enabled": False, "shuffle_partitions": 2},
         "consumer": {"group_id": f"g-{table.name}", "batch_max_wait_s": 0.2, "session_timeout_s": 6.0},
         "lag": {"window_s": 10.0, "sample_interval_s": 2.0},
-        "tables": [table.model_dump(mode="json", exclude_none=True, exclude_defaults=True) | {
-            "name": table.name, "target_table": table.target_table, "key_columns": table.key_columns}],
+        "tables": [
+            table.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+            | {"name": table.name, "target_table": table.target_table, "key_columns": table.key_columns}
+        ],
     }
 
 
@@ -105,8 +107,10 @@ def http_status(port: int, path: str) -> int:
 
 
 def delta_table(spark: Any, path: Path, rows: int) -> None:
-    spark.sql(f"CREATE TABLE delta.`{path}` (id BIGINT, name STRING) USING delta "
-              "TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+    spark.sql(
+        f"CREATE TABLE delta.`{path}` (id BIGINT, name STRING) USING delta "
+        "TBLPROPERTIES (delta.enableChangeDataFeed = true)"
+    )
     spark.sql(f"INSERT INTO delta.`{path}` VALUES " + ",".join(f"({i}, 'n{i}')" for i in range(rows)))
 
 
@@ -137,8 +141,9 @@ def test_consumer_image_command_starts_gets_ready_and_stops_on_sigterm(
         "sys.meta_path.insert(0, _NotInTheImage())\n"
     )
     port = free_port()
-    env = image_env(stage, LAKESYNC_CONFIG=str(config), LAKESYNC_CONSUMER__HTTP_PORT=str(port),
-                    LAKESYNC_SECRETS_DIR=str(secrets))
+    env = image_env(
+        stage, LAKESYNC_CONFIG=str(config), LAKESYNC_CONSUMER__HTTP_PORT=str(port), LAKESYNC_SECRETS_DIR=str(secrets)
+    )
     env.update(PYTHONPATH=str(guard), SPARK_HOME="/nonexistent", JAVA_HOME="/nonexistent")
     entrypoint = stage.exec_form("ENTRYPOINT")
     command = [local_executable(entrypoint[0]), *entrypoint[1:], *stage.exec_form("CMD")]
@@ -177,9 +182,13 @@ def test_spark_image_command_streams_a_delta_table_once(
     import pyspark
 
     env = image_env(
-        stage, LAKESYNC_CONFIG=str(config), LAKESYNC_STATE_DIR=str(tmp_path / "state"),
-        LAKESYNC_STREAM__HTTP_PORT=str(free_port()), SPARK_CONF_DIR=str(conf_dir),
-        SPARK_HOME=str(Path(pyspark.__file__).parent), PYSPARK_PYTHON=sys.executable,
+        stage,
+        LAKESYNC_CONFIG=str(config),
+        LAKESYNC_STATE_DIR=str(tmp_path / "state"),
+        LAKESYNC_STREAM__HTTP_PORT=str(free_port()),
+        SPARK_CONF_DIR=str(conf_dir),
+        SPARK_HOME=str(Path(pyspark.__file__).parent),
+        PYSPARK_PYTHON=sys.executable,
         JAVA_HOME=os.environ.get("JAVA_HOME", ""),
     )
     env["LAKESYNC_TEST_DRIVER_HOST"] = "127.0.0.1"
@@ -189,8 +198,17 @@ def test_spark_image_command_streams_a_delta_table_once(
     assert entrypoint[0] == "spark-submit"
     driver = ROOT / "deploy/spark/driver.py"  # COPY'd to entrypoint[-1] in the image
     jars = ",".join(str(j) for j in sorted(settings.spark.jars_dir.glob("*.jar")))
-    command = [local_executable("spark-submit"), "--master", "local[2]", "--jars", jars,
-               *entrypoint[1:-1], str(driver), *cmd, "--once"]
+    command = [
+        local_executable("spark-submit"),
+        "--master",
+        "local[2]",
+        "--jars",
+        jars,
+        *entrypoint[1:-1],
+        str(driver),
+        *cmd,
+        "--once",
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     events = [json.loads(line) for line in (result.stdout + result.stderr).splitlines() if line.startswith('{"')]
@@ -213,8 +231,13 @@ def test_reconcile_cronjob_command_exits_0_in_sync_and_4_on_drift(
 
     source = tmp_path / "lake" / unique_name
     delta_table(spark, source, rows=8)
-    table = TableMapping(name=unique_name, source_path=str(source), target_table=unique_name,
-                         key_columns=["id"], topic=f"{unique_name}.changes")
+    table = TableMapping(
+        name=unique_name,
+        source_path=str(source),
+        target_table=unique_name,
+        key_columns=["id"],
+        topic=f"{unique_name}.changes",
+    )
     data = base_config(embedded_stack, table, with_password=True) | {"state_dir": str(tmp_path / "state")}
     config = toml_config(tmp_path / "lakesync.toml", data)
     settings = load_settings(config)

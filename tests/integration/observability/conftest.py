@@ -22,12 +22,22 @@ from tests.support.consumer_run import wait_until  # noqa: F401  (here and for t
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 # Chromium on a closed network: no sandbox as root, and none of its background traffic.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1400,1700")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1700",
+)
 
 
-def settings_for(settings: LakesyncSettings, name: str, *, state_dir: Path | None = None, **sections: Any) -> LakesyncSettings:
+def settings_for(
+    settings: LakesyncSettings, name: str, *, state_dir: Path | None = None, **sections: Any
+) -> LakesyncSettings:
     """The session settings with one table `name` (topic lakesync.<name>), its own group and quick lag sampling."""
     data = settings.model_dump()
     data["postgres"]["password"] = settings.postgres.password.get_secret_value() if settings.postgres.password else None
@@ -48,7 +58,9 @@ def write_config(path: Path, settings: LakesyncSettings) -> Path:
     lines = [f"state_dir = {json.dumps(str(settings.state_dir))}"]
     for section in ("kafka", "postgres", "consumer", "lag", "stream"):
         lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in data[section].items() if v is not None and not isinstance(v, dict)]
+        lines += [
+            f"{k} = {json.dumps(v)}" for k, v in data[section].items() if v is not None and not isinstance(v, dict)
+        ]
     for table in data["tables"]:
         lines.append("[[tables]]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in table.items() if v is not None and v != []]
@@ -61,7 +73,10 @@ def cli(config: Path, *args: str, timeout_s: float = 60.0) -> subprocess.Complet
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKESYNC_")}
     return subprocess.run(
         [sys.executable, "-m", "lakesync", "--log-format", "json", "--config", str(config), *args],
-        capture_output=True, text=True, env=env, timeout=timeout_s,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout_s,
     )
 
 

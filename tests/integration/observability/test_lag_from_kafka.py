@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
+from connectors.kafka_offsets import OffsetReader
+from deploy.processes import free_port
 from lakesync.config import LakesyncSettings
-from lakesync.connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
-from lakesync.connectors.kafka_offsets import OffsetReader
-from lakesync.deploy.processes import free_port
 
 from .conftest import http_get, lag_json, scrape, settings_for, wait_until, write_config
 
@@ -109,7 +109,9 @@ def test_lag_command_prints_a_table(backlog: LakesyncSettings, tmp_path: Path) -
     assert result.stdout.count("STOP") >= 3  # the title and the two lagging partitions
 
 
-def test_lag_command_reports_a_missing_topic_as_err(settings: LakesyncSettings, unique_name: str, tmp_path: Path) -> None:
+def test_lag_command_reports_a_missing_topic_as_err(
+    settings: LakesyncSettings, unique_name: str, tmp_path: Path
+) -> None:
     config = write_config(tmp_path / "lakesync.toml", settings_for(settings, unique_name))
     code, verdict = lag_json(config, "--window", "0")
     assert (code, verdict["status"]) == (7, "ERR")
@@ -122,8 +124,21 @@ def test_serve_keeps_reporting_a_group_without_members(backlog: LakesyncSettings
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKESYNC_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "lakesync", "--log-format", "json", "--config", str(config), "lag", "--serve", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "lakesync",
+            "--log-format",
+            "json",
+            "--config",
+            str(config),
+            "lag",
+            "--serve",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     try:
         wait_until(lambda: _answers(port, "/lag"), 30, "the exporter's first sample")

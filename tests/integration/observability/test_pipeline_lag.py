@@ -15,12 +15,22 @@ from typing import Any
 
 import pytest
 
+from deploy.processes import free_port
 from lakesync.config import LakesyncSettings
-from lakesync.deploy.processes import free_port
-from lakesync.streaming.consumer.service import ConsumerService
-from lakesync.streaming.publisher.job import StreamJob
+from streaming.consumer.service import ConsumerService
+from streaming.publisher.job import StreamJob
 
-from .conftest import ARTIFACTS, chromium, http_get, lag_json, running_consumer, scrape, settings_for, wait_until, write_config
+from .conftest import (
+    ARTIFACTS,
+    chromium,
+    http_get,
+    lag_json,
+    running_consumer,
+    scrape,
+    settings_for,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +71,9 @@ class Pipeline:
         while not self._stop_writing.is_set():
             rows = [(self.next_id + i, f"n{self.next_id + i}") for i in range(6)]
             self.next_id += 6
-            self.spark.createDataFrame(rows, "id long, name string").write.format("delta").mode("append").save(self.path)
+            self.spark.createDataFrame(rows, "id long, name string").write.format("delta").mode("append").save(
+                self.path
+            )
             self._stop_writing.wait(1.0)
 
     def log_end(self) -> int:
@@ -74,21 +86,26 @@ def pipeline(spark: Any, settings: LakesyncSettings, tmp_path_factory: pytest.Te
     name = "lag" + uuid.uuid4().hex[:8]
     path = str(root / "lake" / name)
     lag_settings = settings_for(
-        settings, name, state_dir=root / "state",
+        settings,
+        name,
+        state_dir=root / "state",
         kafka={"topic_partitions": 3},
         stream={"trigger_interval_s": 1.0, "http_port": free_port()},
         consumer={"http_port": free_port(), "http_host": "127.0.0.1"},
     )
-    lag_settings = lag_settings.model_copy(update={"tables": [lag_settings.tables[0].model_copy(update={"source_path": path})]})
-    spark.createDataFrame([(i, f"n{i}") for i in range(30)], "id long, name string").write.format("delta") \
-        .option("delta.enableChangeDataFeed", "true").save(path)
+    lag_settings = lag_settings.model_copy(
+        update={"tables": [lag_settings.tables[0].model_copy(update={"source_path": path})]}
+    )
+    spark.createDataFrame([(i, f"n{i}") for i in range(30)], "id long, name string").write.format("delta").option(
+        "delta.enableChangeDataFeed", "true"
+    ).save(path)
     job = StreamJob(lag_settings, lag_settings.tables)
     failures: list[BaseException] = []
 
     def run_job() -> None:
         try:
             job.run(spark)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 (reported to the test thread)
             failures.append(exc)
 
     streaming = threading.Thread(target=run_job, name="test-stream-job", daemon=True)
@@ -169,10 +186,16 @@ def test_both_processes_export_what_the_dashboard_and_alerts_query(pipeline: Pip
     consumer = line.start_consumer()
     assert consumer.http_port is not None and line.job.observer.http_port is not None
     group, topic, table = line.settings.consumer.group_id, line.settings.tables[0].topic_name, line.name
-    wait_until(lambda: f'lakesync_end_to_end_latency_seconds_count{{table="{table}"}}' in scrape(consumer.http_port),
-               60, "an applied batch")
-    wait_until(lambda: f'lakesync_stream_delta_version_lag{{table="{table}"}}' in scrape(line.job.observer.http_port),
-               60, "the streaming job's version lag")
+    wait_until(
+        lambda: f'lakesync_end_to_end_latency_seconds_count{{table="{table}"}}' in scrape(consumer.http_port),
+        60,
+        "an applied batch",
+    )
+    wait_until(
+        lambda: f'lakesync_stream_delta_version_lag{{table="{table}"}}' in scrape(line.job.observer.http_port),
+        60,
+        "the streaming job's version lag",
+    )
     # The lag monitor samples every few seconds: its first sample may predate the group join.
     members = f'lakesync_consumer_group_members{{group="{group}"}}'
     wait_until(lambda: scrape(consumer.http_port).get(members) == 1, 30, "the lag monitor to see the member")
@@ -201,7 +224,9 @@ def test_both_processes_export_what_the_dashboard_and_alerts_query(pipeline: Pip
 
     live = {name.split("{", 1)[0] for name in (*consumer_metrics, *stream_metrics)}
     board = json.loads(DASHBOARD_QUERIES.read_text())
-    queried = {m for p in board["panels"] for t in p["targets"] for m in re.findall(r"\blakesync_[a-z0-9_]+\b", t["expr"])}
+    queried = {
+        m for p in board["panels"] for t in p["targets"] for m in re.findall(r"\blakesync_[a-z0-9_]+\b", t["expr"])
+    }
     assert queried <= live, f"the dashboard queries metrics no live process exports: {sorted(queried - live)}"
 
     status, body = http_get(consumer.http_port, "/lag")
@@ -224,13 +249,23 @@ def test_built_in_page_draws_live_lag_in_chromium(pipeline: Pipeline) -> None:
         def drawn() -> bool:
             charts = browser.find_elements("css selector", "svg.chart")
             points = {c.get_attribute("id"): int(c.get_attribute("data-points") or 0) for c in charts}
-            return len(points) == 6 and all(points[c] >= 3 for c in (
-                "chart-table-offset-lag", "chart-table-time-lag", "chart-partition-offset-lag", "chart-partition-time-lag"))
+            return len(points) == 6 and all(
+                points[c] >= 3
+                for c in (
+                    "chart-table-offset-lag",
+                    "chart-table-time-lag",
+                    "chart-partition-offset-lag",
+                    "chart-partition-time-lag",
+                )
+            )
 
         wait_until(drawn, 60, "the charts to fill with samples")
         first_refresh = browser.find_element("tag name", "body").get_attribute("data-refreshed")
-        wait_until(lambda: browser.find_element("tag name", "body").get_attribute("data-refreshed") != first_refresh,
-                   15, "the page to refresh itself")
+        wait_until(
+            lambda: browser.find_element("tag name", "body").get_attribute("data-refreshed") != first_refresh,
+            15,
+            "the page to refresh itself",
+        )
         badge = browser.find_element("id", "group-status")
         assert badge.get_attribute("data-status") in {"OK", "WARN", "STALL", "STOP", "ERR"}
         colour = browser.execute_script("return getComputedStyle(arguments[0]).backgroundColor", badge)
@@ -243,7 +278,8 @@ def test_built_in_page_draws_live_lag_in_chromium(pipeline: Pipeline) -> None:
         assert len(series) == 3 and all(s.get_attribute("d").startswith("M") for s in series)
         # Offline: every resource the page loaded came from the consumer itself.
         origins = browser.execute_script(
-            "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)")
+            "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)"
+        )
         assert set(origins) <= {f"http://127.0.0.1:{port}"}
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
@@ -261,6 +297,7 @@ def test_one_change_can_be_followed_from_the_stream_job_to_the_postgresql_commit
     previous = structlog.get_config()
     structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
     try:
+
         def followed() -> bool:
             return bool(_matches(capture.entries))
 
@@ -277,7 +314,7 @@ def test_one_change_can_be_followed_from_the_stream_job_to_the_postgresql_commit
 
 def _ranges(described: str) -> dict[int, tuple[int, int]]:
     """`topic[0:3-9,1:16-24]` -> {0: (3, 9), 1: (16, 24)} (one topic)."""
-    inner = described[described.index("[") + 1:described.rindex("]")]
+    inner = described[described.index("[") + 1 : described.rindex("]")]
     spans = {}
     for part in inner.split(","):
         partition, _, span = part.partition(":")

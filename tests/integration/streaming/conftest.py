@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from lakesync.changes.envelope import ChangeEvent, decode_event
+from changes.envelope import ChangeEvent, decode_event
 from lakesync.config import KafkaSettings, LakesyncSettings, TableMapping
 
 
@@ -31,8 +31,14 @@ class Received:
 
 def read_topic(kafka: KafkaSettings, topic: str, *, timeout_s: float = 30.0) -> list[Received]:
     """Every message currently on `topic` (up to its end offsets), in partition/offset order."""
-    consumer = Consumer({**kafka.client_config(), "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            **kafka.client_config(),
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in metadata.partitions}
@@ -44,8 +50,11 @@ def read_topic(kafka: KafkaSettings, topic: str, *, timeout_s: float = 30.0) -> 
             message = consumer.poll(1.0)
             if message is None or message.error():
                 continue
-            got.append(Received(message.key(), message.value(), dict(message.headers() or []),
-                                message.partition(), message.offset()))
+            got.append(
+                Received(
+                    message.key(), message.value(), dict(message.headers() or []), message.partition(), message.offset()
+                )
+            )
         return sorted(got, key=lambda r: (r.partition, r.offset))
     finally:
         consumer.close()
@@ -98,8 +107,11 @@ def mapping(unique_name: str, delta_path: Callable[[str], str]) -> Callable[...,
     def make(name: str = "people", **fields: Any) -> TableMapping:
         fields.setdefault("key_columns", ["id"])
         return TableMapping(
-            name=name, source_path=delta_path(f"{unique_name}_{name}"), target_table=f"{unique_name}_{name}",
-            topic=f"{unique_name}.{name}", **fields,
+            name=name,
+            source_path=delta_path(f"{unique_name}_{name}"),
+            target_table=f"{unique_name}_{name}",
+            topic=f"{unique_name}.{name}",
+            **fields,
         )
 
     return make
@@ -108,7 +120,7 @@ def mapping(unique_name: str, delta_path: Callable[[str], str]) -> Callable[...,
 @pytest.fixture
 def run_once(spark: Any) -> Callable[[LakesyncSettings], None]:
     """Run the streaming job with availableNow in this process's SparkSession."""
-    from lakesync.streaming.publisher.job import StreamJob
+    from streaming.publisher.job import StreamJob
 
     def run(settings: LakesyncSettings) -> None:
         StreamJob(settings, settings.tables, once=True).run(spark)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from lakesync.changes.envelope import Op
+from changes.envelope import Op
 from lakesync.config import LakesyncSettings, TableMapping
-from lakesync.streaming.publisher.job import table_state_dir
-from lakesync.streaming.publisher.progress import load_progress
+from streaming.publisher.job import table_state_dir
+from streaming.publisher.progress import load_progress
 
 from .conftest import create_delta, delta_sql, events, read_new, read_topic
 
@@ -31,7 +31,9 @@ def latest_by_key(received: list[Any]) -> dict[tuple[Any, ...], Any]:
 
 
 def test_insert_update_noop_update_and_delete(
-    spark: Any, make_settings: Callable[..., LakesyncSettings], mapping: Callable[..., TableMapping],
+    spark: Any,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
     run_once: Callable[[LakesyncSettings], None],
 ) -> None:
     """An unchanged update publishes nothing; a delete publishes a delete and a tombstone."""
@@ -49,11 +51,14 @@ def test_insert_update_noop_update_and_delete(
     run_once(settings)
     new = read_new(settings.kafka, table.topic_name, first)
     got = [(r.key, r.value is None, r.event.op, r.event.key, r.event.version) for r in new]
-    assert sorted(got, key=str) == sorted([
-        (b'{"id":1}', False, Op.UPSERT, (1,), 1),
-        (b'{"id":3}', False, Op.DELETE, (3,), 3),
-        (b'{"id":3}', True, Op.DELETE, (3,), 3),
-    ], key=str)
+    assert sorted(got, key=str) == sorted(
+        [
+            (b'{"id":1}', False, Op.UPSERT, (1,), 1),
+            (b'{"id":3}', False, Op.DELETE, (3,), 3),
+            (b'{"id":3}', True, Op.DELETE, (3,), 3),
+        ],
+        key=str,
+    )
     upsert = next(e for e in events(new) if e.op is Op.UPSERT)
     assert upsert.after == {"id": 1, "name": "anna", "city": "Recife"}
     assert upsert.table == table.name and upsert.source == table.source and upsert.batch_id == 1
@@ -63,7 +68,9 @@ def test_insert_update_noop_update_and_delete(
 
 
 def test_several_commits_of_one_key_in_one_batch_publish_only_the_latest(
-    spark: Any, make_settings: Callable[..., LakesyncSettings], mapping: Callable[..., TableMapping],
+    spark: Any,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
     run_once: Callable[[LakesyncSettings], None],
 ) -> None:
     table = mapping()
@@ -77,7 +84,9 @@ def test_several_commits_of_one_key_in_one_batch_publish_only_the_latest(
 
 
 def test_delete_and_reinsert_in_one_commit_keeps_the_new_image(
-    spark: Any, make_settings: Callable[..., LakesyncSettings], mapping: Callable[..., TableMapping],
+    spark: Any,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
     run_once: Callable[[LakesyncSettings], None],
 ) -> None:
     """An overwrite deletes and re-inserts every key in one commit: only real changes go out."""
@@ -86,8 +95,12 @@ def test_delete_and_reinsert_in_one_commit_keeps_the_new_image(
     create(spark, table.source, [(1, "a", "x"), (2, "b", "y")])
     run_once(settings)
     first = read_topic(settings.kafka, table.topic_name)
-    (spark.createDataFrame([(1, "a", "x"), (2, "B", "y"), (4, "d", "w")], PEOPLE)
-     .write.format("delta").mode("overwrite").save(table.source))
+    (
+        spark.createDataFrame([(1, "a", "x"), (2, "B", "y"), (4, "d", "w")], PEOPLE)
+        .write.format("delta")
+        .mode("overwrite")
+        .save(table.source)
+    )
     run_once(settings)
     new = read_new(settings.kafka, table.topic_name, first)
     got = sorted((r.event.op, r.event.key, r.value is None) for r in new)
@@ -96,7 +109,9 @@ def test_delete_and_reinsert_in_one_commit_keeps_the_new_image(
 
 
 def test_merge_commit_publishes_its_inserts_updates_and_deletes(
-    spark: Any, make_settings: Callable[..., LakesyncSettings], mapping: Callable[..., TableMapping],
+    spark: Any,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
     run_once: Callable[[LakesyncSettings], None],
 ) -> None:
     table = mapping()
@@ -104,21 +119,30 @@ def test_merge_commit_publishes_its_inserts_updates_and_deletes(
     create(spark, table.source, [(1, "a", "x"), (2, "b", "y"), (3, "c", "z")])
     run_once(settings)
     first = read_topic(settings.kafka, table.topic_name)
-    spark.createDataFrame([(1, "A", "x"), (2, None, None), (5, "e", "v"), (3, "c", "z")], PEOPLE) \
-        .createOrReplaceTempView("incoming")
-    sql(spark, """MERGE INTO {t} AS t USING incoming AS s ON t.id = s.id
+    spark.createDataFrame(
+        [(1, "A", "x"), (2, None, None), (5, "e", "v"), (3, "c", "z")], PEOPLE
+    ).createOrReplaceTempView("incoming")
+    sql(
+        spark,
+        """MERGE INTO {t} AS t USING incoming AS s ON t.id = s.id
                   WHEN MATCHED AND s.name IS NULL THEN DELETE
                   WHEN MATCHED THEN UPDATE SET *
-                  WHEN NOT MATCHED THEN INSERT *""", table.source)
+                  WHEN NOT MATCHED THEN INSERT *""",
+        table.source,
+    )
     run_once(settings)
     new = [r for r in read_new(settings.kafka, table.topic_name, first) if r.value is not None]
     assert sorted((r.event.op, r.event.key, r.event.version) for r in new) == [
-        (Op.DELETE, (2,), 1), (Op.UPSERT, (1,), 1), (Op.UPSERT, (5,), 1),
+        (Op.DELETE, (2,), 1),
+        (Op.UPSERT, (1,), 1),
+        (Op.UPSERT, (5,), 1),
     ]
 
 
 def test_two_mappings_in_one_job_keep_both_in_step(
-    spark: Any, make_settings: Callable[..., LakesyncSettings], mapping: Callable[..., TableMapping],
+    spark: Any,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
     run_once: Callable[[LakesyncSettings], None],
 ) -> None:
     people, cities = mapping("people"), mapping("cities", key_columns=["code"])

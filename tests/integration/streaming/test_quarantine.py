@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lakesync.changes import dead_letter as dl
+from changes import dead_letter as dl
 from lakesync.config import ColumnMapping, LakesyncSettings, TableMapping
 
 from .conftest import create_delta, events, read_new, read_topic
@@ -16,24 +16,40 @@ pytestmark = pytest.mark.integration
 
 
 def test_null_key_failed_cast_and_nul_character_are_quarantined_with_reasons(
-    spark: Any, make_settings: Callable[..., LakesyncSettings], mapping: Callable[..., TableMapping],
+    spark: Any,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
     run_once: Callable[[LakesyncSettings], None],
 ) -> None:
-    table = mapping(columns=[
-        ColumnMapping(name="id"), ColumnMapping(name="name"),
-        ColumnMapping(name="amount", source="amount_text", cast="decimal(10,2)"),
-    ])
+    table = mapping(
+        columns=[
+            ColumnMapping(name="id"),
+            ColumnMapping(name="name"),
+            ColumnMapping(name="amount", source="amount_text", cast="decimal(10,2)"),
+        ]
+    )
     settings = make_settings(tables=[table])
     dead_before = read_topic(settings.kafka, settings.kafka.dead_letter_topic) if _exists(settings) else []
-    create_delta(spark, table.source, [
-        (1, "ok", "12.50"), (None, "no key", "1"), (3, "bad amount", "12,5x"), (4, "nul\u0000char", "2"),
-    ], "id long, name string, amount_text string")
+    create_delta(
+        spark,
+        table.source,
+        [
+            (1, "ok", "12.50"),
+            (None, "no key", "1"),
+            (3, "bad amount", "12,5x"),
+            (4, "nul\u0000char", "2"),
+        ],
+        "id long, name string, amount_text string",
+    )
     run_once(settings)
 
     published = events(read_topic(settings.kafka, table.topic_name))
     assert [(e.key, str(e.after["amount"])) for e in published] == [((1,), "12.50")]
-    letters = [r for r in read_new(settings.kafka, settings.kafka.dead_letter_topic, dead_before)
-               if r.headers.get(dl.HEADER_TABLE) == table.name.encode()]
+    letters = [
+        r
+        for r in read_new(settings.kafka, settings.kafka.dead_letter_topic, dead_before)
+        if r.headers.get(dl.HEADER_TABLE) == table.name.encode()
+    ]
     reasons = sorted(r.headers[dl.HEADER_MESSAGE].decode() for r in letters)
     assert reasons == [
         "row cannot be synced: cast_failed:amount",

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from deploy.embedded_stack import EmbeddedStack
 from lakesync.config import LakesyncSettings, TableMapping
-from lakesync.deploy.embedded_stack import EmbeddedStack
 
 from .conftest import create_delta, delta_sql, read_topic, replay
 
@@ -29,8 +29,17 @@ def stream_command(stack: EmbeddedStack, settings: LakesyncSettings, *args: str)
         "LAKESYNC_SPARK": '{"ui_enabled": false, "shuffle_partitions": 2, "driver_memory": "1g"}',
         "LAKESYNC_STREAM": '{"trigger_interval_s": 0.5}',
     }
-    return [sys.executable, "-m", "lakesync", "--config", str(stack.config_file), "--log-format", "json",
-            "stream", *args], env
+    return [
+        sys.executable,
+        "-m",
+        "lakesync",
+        "--config",
+        str(stack.config_file),
+        "--log-format",
+        "json",
+        "stream",
+        *args,
+    ], env
 
 
 def delta_rows(spark: Any, path: str) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -39,8 +48,11 @@ def delta_rows(spark: Any, path: str) -> dict[tuple[Any, ...], dict[str, Any]]:
 
 
 def test_sigkill_mid_run_then_restart_loses_nothing(
-    spark: Any, embedded_stack: EmbeddedStack, make_settings: Callable[..., LakesyncSettings],
-    mapping: Callable[..., TableMapping], tmp_path: Path,
+    spark: Any,
+    embedded_stack: EmbeddedStack,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
+    tmp_path: Path,
 ) -> None:
     table = mapping()
     settings = make_settings(tables=[table])

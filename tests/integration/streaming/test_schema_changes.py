@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from lakesync.config import LakesyncSettings, TableMapping
-from lakesync.streaming.publisher.job import StreamJob
-from lakesync.streaming.publisher.schema_guard import SchemaChangeError
+from streaming.publisher.job import StreamJob
+from streaming.publisher.schema_guard import SchemaChangeError
 
 from .conftest import create_delta, delta_sql, events, read_new, read_topic
 
@@ -19,7 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_added_column_flows_through(
-    spark: Any, make_settings: Callable[..., LakesyncSettings], mapping: Callable[..., TableMapping],
+    spark: Any,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
     run_once: Callable[[LakesyncSettings], None],
 ) -> None:
     table = mapping()
@@ -36,7 +38,9 @@ def test_added_column_flows_through(
 
 
 def test_running_job_restarts_itself_when_a_column_is_added(
-    spark: Any, make_settings: Callable[..., LakesyncSettings], mapping: Callable[..., TableMapping],
+    spark: Any,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
 ) -> None:
     """Delta stops a stream on any schema change; the job carries an added column and goes on."""
     table = mapping()
@@ -50,7 +54,10 @@ def test_running_job_restarts_itself_when_a_column_is_added(
         _wait_until(lambda: len(read_topic(settings.kafka, table.topic_name)) == 1, runner)
         delta_sql(spark, "ALTER TABLE {t} ADD COLUMNS (score double)", table.source)
         delta_sql(spark, "UPDATE {t} SET score = 9.5 WHERE id = 1", table.source)
-        _wait_until(lambda: any("score" in (e.after or {}) for e in events(read_topic(settings.kafka, table.topic_name))), runner)
+        _wait_until(
+            lambda: any("score" in (e.after or {}) for e in events(read_topic(settings.kafka, table.topic_name))),
+            runner,
+        )
     finally:
         job.request_stop()
         runner.join(120)
@@ -60,14 +67,20 @@ def test_running_job_restarts_itself_when_a_column_is_added(
 
 
 def test_dropped_column_stops_the_job_naming_table_change_and_fix(
-    spark: Any, make_settings: Callable[..., LakesyncSettings], mapping: Callable[..., TableMapping],
+    spark: Any,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
     run_once: Callable[[LakesyncSettings], None],
 ) -> None:
     table = mapping()
     settings = make_settings(tables=[table])
     # Dropping a column needs column mapping, which is set when the table is created.
-    delta_sql(spark, "CREATE TABLE {t} (id long, name string, city string) USING delta TBLPROPERTIES ("
-              "'delta.columnMapping.mode' = 'name', 'delta.enableChangeDataFeed' = 'true')", table.source)
+    delta_sql(
+        spark,
+        "CREATE TABLE {t} (id long, name string, city string) USING delta TBLPROPERTIES ("
+        "'delta.columnMapping.mode' = 'name', 'delta.enableChangeDataFeed' = 'true')",
+        table.source,
+    )
     delta_sql(spark, "INSERT INTO {t} VALUES (1, 'a', 'x')", table.source)
     run_once(settings)
     before = read_topic(settings.kafka, table.topic_name)
@@ -85,7 +98,7 @@ def test_dropped_column_stops_the_job_naming_table_change_and_fix(
 def _run(job: StreamJob, spark: Any, failure: list[BaseException]) -> None:
     try:
         job.run(spark)
-    except BaseException as exc:  # reported to the test thread
+    except BaseException as exc:  # noqa: BLE001 (reported to the test thread)
         failure.append(exc)
 
 

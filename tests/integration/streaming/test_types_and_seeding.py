@@ -13,12 +13,11 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from lakesync.config import LakesyncSettings, TableMapping
+from tests.support.rich_rows import PG_COLUMNS, SCHEMA, row
 
 from .conftest import create_delta, events, read_topic
 
 pytestmark = pytest.mark.integration
-
-from tests.support.rich_rows import PG_COLUMNS, SCHEMA, row
 
 
 def as_pg(values: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -28,7 +27,9 @@ def as_pg(values: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def test_types_round_trip_and_seeded_rows_are_not_republished(
-    spark: Any, make_settings: Callable[..., LakesyncSettings], mapping: Callable[..., TableMapping],
+    spark: Any,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
     run_once: Callable[[LakesyncSettings], None],
 ) -> None:
     table = mapping()
@@ -68,7 +69,10 @@ def _same(got: dict[str, Any], expected: dict[str, Any]) -> bool:
     for key, value in expected.items():
         other = got[key]
         if isinstance(value, float):
-            if not (math.isnan(value) and math.isnan(other)) and math.copysign(1, value) * value != math.copysign(1, other) * other:
+            if (
+                not (math.isnan(value) and math.isnan(other))
+                and math.copysign(1, value) * value != math.copysign(1, other) * other
+            ):
                 return False
             if not math.isnan(value) and (value != other or math.copysign(1, value) != math.copysign(1, other)):
                 return False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lakesync.changes.collapse import collapse_feed, latest_per_key
+from changes.collapse import collapse_feed, latest_per_key
 
 Row = tuple[int, str, int, str]  # key, change type, commit version, value
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from lakesync.changes.envelope import (
+from changes.envelope import (
     ChangeEvent,
     EnvelopeError,
     Op,
@@ -19,7 +19,7 @@ from lakesync.changes.envelope import (
     encode_value,
     tombstone_headers,
 )
-from lakesync.changes.type_mapping import TargetColumn
+from changes.type_mapping import TargetColumn
 
 COLUMNS = (
     TargetColumn("id", "bigint"),
@@ -39,7 +39,7 @@ AFTER = {
     "ratio": math.inf,
     "photo": b"\x00\x01",
     "born": dt.date(1990, 5, 17),
-    "seen": dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc),
+    "seen": dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
     "local": dt.datetime(2026, 1, 2, 3, 4, 5),
     "tags": '{"a":[1,2]}',
     "name": "José \u2603",
@@ -48,11 +48,19 @@ AFTER = {
 
 
 def event(**changes: object) -> ChangeEvent:
-    base = dict(
-        op=Op.UPSERT, table="people", key=(7,), key_names=("id",), version=3, after=AFTER,
-        columns=COLUMNS, commit_ts=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
-        row_hash=-42, batch_id=9, source="/lake/people",
-    )
+    base = {
+        "op": Op.UPSERT,
+        "table": "people",
+        "key": (7,),
+        "key_names": ("id",),
+        "version": 3,
+        "after": AFTER,
+        "columns": COLUMNS,
+        "commit_ts": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "row_hash": -42,
+        "batch_id": 9,
+        "source": "/lake/people",
+    }
     base.update(changes)
     return ChangeEvent(**base)  # type: ignore[arg-type]
 
@@ -117,7 +125,7 @@ def test_special_floats_and_exact_decimals() -> None:
 
 def test_a_repair_tombstone_decodes_as_a_repair() -> None:
     """A repair's tombstone must not shadow its repair delete with an ordinary one."""
-    from lakesync.changes.envelope import REPAIR_BATCH_ID
+    from changes.envelope import REPAIR_BATCH_ID
 
     got = decode_event(b'{"id":7}', None, tombstone_headers("people", 11, ["bigint"], repair=True))
     assert got.batch_id == REPAIR_BATCH_ID

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from pyspark.sql import types as T
 
-from lakesync.changes.row_hash import hash_text, java_hex_float, row_hash, token
+from changes.row_hash import hash_text, java_hex_float, row_hash, token
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 S, L = T.StringType(), T.LongType()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import types as T
 
-from lakesync.changes.type_mapping import TargetColumn, UnsupportedTypeError, pg_type, target_columns
+from changes.type_mapping import TargetColumn, UnsupportedTypeError, pg_type, target_columns
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_each_type_has_an_exact_target(spark_type: T.DataType, expected: str) ->
 
 
 def test_unsupported_type_names_the_column() -> None:
-    with pytest.raises(UnsupportedTypeError, match="'span'.*interval"):
+    with pytest.raises(UnsupportedTypeError, match=r"'span'.*interval"):
         pg_type(T.DayTimeIntervalType(), "span")
 
 

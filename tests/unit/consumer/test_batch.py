@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from lakesync.changes.envelope import ChangeEvent, Op, encode_event, tombstone_headers
-from lakesync.changes.type_mapping import TargetColumn
-from lakesync.connectors.postgres_schema import TableRef
-from lakesync.streaming.consumer.batch import Refused, TableTarget, isolate_poison, prepare_batch
-from lakesync.streaming.consumer.decode import KEY, ORDER, ROW, TableDecoder
+from changes.envelope import ChangeEvent, Op, encode_event, tombstone_headers
+from changes.type_mapping import TargetColumn
+from connectors.postgres_schema import TableRef
+from streaming.consumer.batch import Refused, TableTarget, isolate_poison, prepare_batch
+from streaming.consumer.decode import KEY, ORDER, ROW, TableDecoder
 
 from .test_decode import FakeMessage
 
@@ -18,14 +18,24 @@ TARGET = TableTarget("people", TOPIC, TableRef("public", "people"), ("id",))
 
 
 def upsert(key: int, version: int, offset: int, partition: int = 0, batch_id: int = 1) -> FakeMessage:
-    ev = ChangeEvent(op=Op.UPSERT, table="people", key=(key,), key_names=("id",), version=version,
-                     after={"id": key, "name": f"v{version}"}, columns=COLUMNS, batch_id=batch_id,
-                     commit_ts=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    ev = ChangeEvent(
+        op=Op.UPSERT,
+        table="people",
+        key=(key,),
+        key_names=("id",),
+        version=version,
+        after={"id": key, "name": f"v{version}"},
+        columns=COLUMNS,
+        batch_id=batch_id,
+        commit_ts=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
     return FakeMessage(*encode_event(ev), t=TOPIC, p=partition, o=offset)
 
 
 def delete(key: int, version: int, offset: int) -> FakeMessage:
-    return FakeMessage(f'{{"id":{key}}}'.encode(), None, tombstone_headers("people", version, ["bigint"]), t=TOPIC, o=offset)
+    return FakeMessage(
+        f'{{"id":{key}}}'.encode(), None, tombstone_headers("people", version, ["bigint"]), t=TOPIC, o=offset
+    )
 
 
 def prepare(messages: list[FakeMessage]):  # type: ignore[no-untyped-def]

@@ -7,9 +7,9 @@ import pytest
 from psycopg import errors
 from psycopg_pool import PoolTimeout
 
-from lakesync.changes.envelope import EnvelopeError
-from lakesync.streaming.consumer.classify import Failure, classify
-from lakesync.streaming.consumer.errors import DeadLetterDeliveryError, UnconvertibleValueError
+from changes.envelope import EnvelopeError
+from streaming.consumer.classify import Failure, classify
+from streaming.consumer.errors import DeadLetterDeliveryError, UnconvertibleValueError
 
 
 @pytest.mark.parametrize("sqlstate", ["08006", "08001", "40001", "40P01", "57P01", "53300", "57P03", "53100"])

@@ -10,19 +10,32 @@ from decimal import Decimal
 
 import pytest
 
-from lakesync.changes.envelope import ChangeEvent, EnvelopeError, Op, decode_event, decode_value, encode_event, tombstone_headers
-from lakesync.changes.type_mapping import TargetColumn
-from lakesync.connectors.postgres_schema import SchemaMismatchError
-from lakesync.streaming.consumer.decode import KEY, ORDER, ROW, SHAPE, TableDecoder
+from changes.envelope import ChangeEvent, EnvelopeError, Op, decode_event, decode_value, encode_event, tombstone_headers
+from changes.type_mapping import TargetColumn
+from connectors.postgres_schema import SchemaMismatchError
+from streaming.consumer.decode import KEY, ORDER, ROW, SHAPE, TableDecoder
 
 COLUMNS = (
-    TargetColumn("id", "bigint"), TargetColumn("name", "text"), TargetColumn("price", "numeric(10,2)"),
-    TargetColumn("ratio", "double precision"), TargetColumn("day", "date"), TargetColumn("at", "timestamptz"),
-    TargetColumn("raw", "bytea"), TargetColumn("tags", "jsonb"), TargetColumn("ok", "boolean"),
+    TargetColumn("id", "bigint"),
+    TargetColumn("name", "text"),
+    TargetColumn("price", "numeric(10,2)"),
+    TargetColumn("ratio", "double precision"),
+    TargetColumn("day", "date"),
+    TargetColumn("at", "timestamptz"),
+    TargetColumn("raw", "bytea"),
+    TargetColumn("tags", "jsonb"),
+    TargetColumn("ok", "boolean"),
 )
 AFTER = {
-    "id": 7, "name": "ação\ttab", "price": Decimal("12.50"), "ratio": float("nan"), "day": dt.date(2026, 1, 2),
-    "at": dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc), "raw": b"\x00\xff", "tags": {"a": [1]}, "ok": True,
+    "id": 7,
+    "name": "ação\ttab",
+    "price": Decimal("12.50"),
+    "ratio": float("nan"),
+    "day": dt.date(2026, 1, 2),
+    "at": dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+    "raw": b"\x00\xff",
+    "tags": {"a": [1]},
+    "ok": True,
 }
 
 
@@ -35,18 +48,37 @@ class FakeMessage:
     p: int = 0
     o: int = 0
 
-    def key(self) -> bytes | None: return self.k
-    def value(self) -> bytes | None: return self.v
-    def headers(self) -> list[tuple[str, bytes]]: return self.h
-    def topic(self) -> str: return self.t
-    def partition(self) -> int: return self.p
-    def offset(self) -> int: return self.o
+    def key(self) -> bytes | None:
+        return self.k
+
+    def value(self) -> bytes | None:
+        return self.v
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self.h
+
+    def topic(self) -> str:
+        return self.t
+
+    def partition(self) -> int:
+        return self.p
+
+    def offset(self) -> int:
+        return self.o
 
 
 def event(op: Op = Op.UPSERT, version: int = 3, batch_id: int = 5, after: dict | None = None) -> ChangeEvent:
-    return ChangeEvent(op=op, table="people", key=(7,), key_names=("id",), version=version,
-                       after=(AFTER if after is None else after) if op is Op.UPSERT else None, columns=COLUMNS,
-                       commit_ts=dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc), batch_id=batch_id)
+    return ChangeEvent(
+        op=op,
+        table="people",
+        key=(7,),
+        key_names=("id",),
+        version=version,
+        after=(AFTER if after is None else after) if op is Op.UPSERT else None,
+        columns=COLUMNS,
+        commit_ts=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+        batch_id=batch_id,
+    )
 
 
 def message(ev: ChangeEvent) -> FakeMessage:
@@ -59,8 +91,8 @@ def test_upsert_values_are_the_json_text_postgres_reads_and_match_decode_event()
     change = TableDecoder("people", ["id"]).decode(msg)
     reference = decode_event(msg.key(), msg.value(), msg.headers())
     shape = change[SHAPE]
-    assert [c.name for c in shape.columns][0] == "id" and shape.key_count == 1
-    staged = dict(zip((c.name for c in shape.columns), change[ROW]))
+    assert next(c.name for c in shape.columns) == "id" and shape.key_count == 1
+    staged = dict(zip((c.name for c in shape.columns), change[ROW], strict=False))
     assert staged["price"] == "12.50" and staged["ratio"] == "NaN" and staged["day"] == "2026-01-02"
     assert base64.b64decode(staged["raw"]) == reference.after["raw"]  # type: ignore[index]
     assert json.loads(staged["tags"]) == {"a": [1]}
@@ -99,8 +131,15 @@ def test_shapes_are_shared_while_the_columns_stay_the_same() -> None:
     decoder = TableDecoder("people", ["id"])
     first = decoder.decode(message(event()))[SHAPE]
     assert decoder.decode(message(event(version=4)))[SHAPE] is first
-    wider = ChangeEvent(op=Op.UPSERT, table="people", key=(7,), key_names=("id",), version=5,
-                        after={**AFTER, "extra": "x"}, columns=(*COLUMNS, TargetColumn("extra", "text")))
+    wider = ChangeEvent(
+        op=Op.UPSERT,
+        table="people",
+        key=(7,),
+        key_names=("id",),
+        version=5,
+        after={**AFTER, "extra": "x"},
+        columns=(*COLUMNS, TargetColumn("extra", "text")),
+    )
     grown = decoder.decode(message(wider))[SHAPE]
     assert grown is not first and grown.columns[-1] == TargetColumn("extra", "text")
 
@@ -120,8 +159,15 @@ def test_undecodable_messages_are_envelope_errors(value: bytes) -> None:
 
 def test_wrong_table_null_key_and_tombstone_without_headers_are_poison() -> None:
     decoder = TableDecoder("people", ["id"])
-    other = ChangeEvent(op=Op.UPSERT, table="orders", key=(1,), key_names=("id",), version=1,
-                        after={"id": 1}, columns=(TargetColumn("id", "bigint"),))
+    other = ChangeEvent(
+        op=Op.UPSERT,
+        table="orders",
+        key=(1,),
+        key_names=("id",),
+        version=1,
+        after={"id": 1},
+        columns=(TargetColumn("id", "bigint"),),
+    )
     with pytest.raises(EnvelopeError, match="orders"):
         decoder.decode(message(other))
     null_key = message(event())

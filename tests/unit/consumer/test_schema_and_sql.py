@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from psycopg import sql
 
-from lakesync.changes.type_mapping import TargetColumn
-from lakesync.config import ConfigError, load_settings
-from lakesync.connectors.postgres_schema import (
+from changes.type_mapping import TargetColumn
+from connectors.postgres_schema import (
     ExistingTable,
     SchemaMismatchError,
     TableRef,
@@ -16,8 +15,9 @@ from lakesync.connectors.postgres_schema import (
     plan_table,
     tombstone_table_name,
 )
-from lakesync.streaming.consumer import statements
-from lakesync.streaming.consumer.decode import Shape
+from lakesync.config import ConfigError, load_settings
+from streaming.consumer import statements
+from streaming.consumer.decode import Shape
 
 REF = TableRef("public", "people")
 COLUMNS = [TargetColumn("id", "bigint"), TargetColumn("name", "text"), TargetColumn("at", "timestamptz")]
@@ -98,7 +98,7 @@ def test_offsets_are_stored_as_one_statement_with_arrays() -> None:
 def test_consumer_settings_defaults_and_validation() -> None:
     settings = load_settings(None)
     assert settings.consumer.group_id == "lakesync" and settings.consumer.http_port == 0
-    with pytest.raises(ConfigError, match="consumer.shutdown_grace_s"):
+    with pytest.raises(ConfigError, match=r"consumer\.shutdown_grace_s"):
         load_settings(None, consumer={"shutdown_grace_s": 20})
     with pytest.raises(ConfigError, match="retry_max_backoff_s"):
         load_settings(None, consumer={"retry_initial_backoff_s": 5, "retry_max_backoff_s": 1})

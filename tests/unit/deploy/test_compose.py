@@ -114,7 +114,9 @@ def test_secrets_come_from_files_never_from_the_environment(model: dict[str, Any
     assert set(model["secrets"]) == {"postgres_password", "grafana_admin_password"}
     assert all("file" in secret for secret in model["secrets"].values())
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
-    assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert (
+        services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    )
     for name in ("stream", "consumer", "lag-exporter"):
         service = services[name]
         assert service["environment"]["LAKESYNC_SECRETS_DIR"] == "/run/secrets"

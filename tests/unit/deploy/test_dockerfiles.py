@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lakesync.deploy import healthcheck
+from deploy import healthcheck
 from tests.support.deploy_files import DEPLOY, ROOT, Stage, dockerfile_stages
 
 DOCKERFILES = {name: DEPLOY / f"docker/{name}.Dockerfile" for name in ("consumer", "spark")}
@@ -39,8 +39,9 @@ def hadolint() -> str:
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
 def test_hadolint_finds_nothing(hadolint: str, name: str) -> None:
-    result = subprocess.run([hadolint, "--failure-threshold", "style", str(DOCKERFILES[name])],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint, "--failure-threshold", "style", str(DOCKERFILES[name])], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -68,12 +69,14 @@ def test_the_final_stage_is_slim_non_root_and_checks_its_health(name: str) -> No
     assert image.base.startswith("python:3.11") and "-slim-" in image.base
     user = image.last("USER")
     assert user and user.split(":")[0] not in {"0", "root"}
-    assert image.instructions.index(("USER", user)) > max(i for i, (k, _) in enumerate(image.instructions) if k in {"RUN", "COPY"})
+    assert image.instructions.index(("USER", user)) > max(
+        i for i, (k, _) in enumerate(image.instructions) if k in {"RUN", "COPY"}
+    )
     for command in image.all("RUN"):
         assert not _BUILD_TOOLS.search(command), f"build tool in the final stage: {command}"
         assert "pip install" not in command and "apt-get" not in command
     healthcheck_line = image.last("HEALTHCHECK")
-    assert healthcheck_line and '"-m", "lakesync.deploy.healthcheck"' in healthcheck_line
+    assert healthcheck_line and '"-m", "deploy.healthcheck"' in healthcheck_line
     assert image.last("STOPSIGNAL") == "SIGTERM"
 
 
@@ -120,7 +123,9 @@ def test_both_images_install_the_pinned_versions_of_pyproject() -> None:
 
 
 def test_dockerignore_lets_through_exactly_what_the_images_copy() -> None:
-    allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    allowed = {
+        line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")
+    }
     for name in DOCKERFILES:
         for stage in dockerfile_stages(DOCKERFILES[name]):
             for copy in stage.all("COPY"):
@@ -167,7 +172,7 @@ def endpoint() -> Iterator[tuple[int, dict[str, int]]]:
     codes: dict[str, int] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(codes.get(self.path, 404))
             self.end_headers()
 

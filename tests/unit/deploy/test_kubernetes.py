@@ -24,10 +24,22 @@ VERSIONS = ("1.31.0", "1.37.0")
 CRDS = {("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "keda.sh_scaledobject_v1alpha1.json"}
 # KEDA's Apache Kafka scaler parameters (keda.sh/docs/2.x/scalers/apache-kafka).
 KAFKA_SCALER_KEYS = {
-    "bootstrapServers", "consumerGroup", "topic", "lagThreshold", "activationLagThreshold",
-    "offsetResetPolicy", "allowIdleConsumers", "scaleToZeroOnInvalidOffset", "excludePersistentLag",
-    "limitToPartitionsWithLag", "ensureEvenDistributionOfPartitions", "partitionLimitation", "version",
-    "sasl", "tls", "unsafeSsl",
+    "bootstrapServers",
+    "consumerGroup",
+    "topic",
+    "lagThreshold",
+    "activationLagThreshold",
+    "offsetResetPolicy",
+    "allowIdleConsumers",
+    "scaleToZeroOnInvalidOffset",
+    "excludePersistentLag",
+    "limitToPartitionsWithLag",
+    "ensureEvenDistributionOfPartitions",
+    "partitionLimitation",
+    "version",
+    "sasl",
+    "tls",
+    "unsafeSsl",
 }
 
 
@@ -133,11 +145,15 @@ def _pod_spec(document: dict[str, Any]) -> dict[str, Any]:
 
 def test_spark_pods_run_the_spark_image_with_its_conf_secrets_and_state() -> None:
     spark_defaults = k8s_object("ConfigMap", "lakesync-spark-conf")["data"]["spark-defaults.conf"]
-    conf = dict(line.split(None, 1) for line in spark_defaults.splitlines() if line.strip() and not line.startswith("#"))
+    conf = dict(
+        line.split(None, 1) for line in spark_defaults.splitlines() if line.strip() and not line.startswith("#")
+    )
     spark = dockerfile_stages(DEPLOY / "docker/spark.Dockerfile")[-1].env()
     assert conf["spark.master"].startswith("k8s://https://")
     assert conf["spark.kubernetes.executor.podTemplateFile"].startswith(spark["SPARK_CONF_DIR"] + "/")
-    assert conf["spark.kubernetes.executor.volumes.persistentVolumeClaim.state.mount.path"] == spark["LAKESYNC_STATE_DIR"]
+    assert (
+        conf["spark.kubernetes.executor.volumes.persistentVolumeClaim.state.mount.path"] == spark["LAKESYNC_STATE_DIR"]
+    )
     account = k8s_object("ServiceAccount", "lakesync-spark")["metadata"]["name"]
     assert conf["spark.kubernetes.authenticate.driver.serviceAccountName"] == account
     for kind, name in (("Deployment", "lakesync-stream"), ("CronJob", "lakesync-reconcile-people")):

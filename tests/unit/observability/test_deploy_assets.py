@@ -14,9 +14,8 @@ import yaml
 from prometheus_client import REGISTRY
 
 # Importing the modules registers every metric lakesync defines.
-import lakesync.observability.lag_metrics
-import lakesync.streaming.consumer.metrics
-import lakesync.streaming.publisher.metrics  # noqa: F401
+import streaming.consumer.metrics
+import streaming.publisher.metrics  # noqa: F401
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "lakesync-lag.json"
@@ -64,10 +63,16 @@ def test_every_dashboard_query_names_an_exported_metric() -> None:
 def test_dashboard_covers_what_operators_need() -> None:
     """Time lag, offset lag, per-partition top lists, apply rate, latency, version lag, DLQ, retries."""
     text = " ".join(expr for _, expr in dashboard_exprs())
-    for metric in ("lakesync_consumer_group_lag_seconds", "lakesync_consumer_group_lag)", "topk(",
-                   "lakesync_consumer_rows_applied_total", "lakesync_end_to_end_latency_seconds_bucket",
-                   "lakesync_stream_delta_version_lag", "lakesync_dead_letter_topic_records",
-                   "lakesync_consumer_retries_total"):
+    for metric in (
+        "lakesync_consumer_group_lag_seconds",
+        "lakesync_consumer_group_lag)",
+        "topk(",
+        "lakesync_consumer_rows_applied_total",
+        "lakesync_end_to_end_latency_seconds_bucket",
+        "lakesync_stream_delta_version_lag",
+        "lakesync_dead_letter_topic_records",
+        "lakesync_consumer_retries_total",
+    ):
         assert metric in text
 
 
@@ -90,8 +95,13 @@ def test_alert_rules_have_the_required_shape_and_known_metrics() -> None:
     known = exported_names() | _BUILTIN
     found = rules()
     names = {rule["alert"] for rule in found}
-    assert {"LakesyncLagHigh", "LakesyncLagGrowing", "LakesyncConsumerStopped", "LakesyncDeadLettersPresent",
-            "LakesyncEndToEndLatencyHigh"} <= names
+    assert {
+        "LakesyncLagHigh",
+        "LakesyncLagGrowing",
+        "LakesyncConsumerStopped",
+        "LakesyncDeadLettersPresent",
+        "LakesyncEndToEndLatencyHigh",
+    } <= names
     for rule in found:
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
         assert rule["labels"]["severity"] in {"warning", "critical"}  # type: ignore[index]
@@ -110,11 +120,14 @@ def promtool() -> str:
     return path
 
 
-@pytest.mark.parametrize("args", [
-    ["check", "rules", "alerts.yml"],
-    ["check", "config", "prometheus.yml"],
-    ["test", "rules", "alerts.test.yml"],  # the alerts fire (and stay quiet) on synthetic series
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "rules", "alerts.yml"],
+        ["check", "config", "prometheus.yml"],
+        ["test", "rules", "alerts.test.yml"],  # the alerts fire (and stay quiet) on synthetic series
+    ],
+)
 def test_promtool_accepts_the_prometheus_files(promtool: str, args: list[str]) -> None:
     result = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

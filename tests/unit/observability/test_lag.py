@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lakesync.observability.lag import (
+from observability.lag import (
     GroupSample,
     LagWindow,
     PartitionSample,
@@ -14,8 +14,9 @@ from lakesync.observability.lag import (
 )
 
 
-def part(committed: int | None, end: int, *, start: int = 0, owned: bool | None = True,
-         ts: float | None = None) -> PartitionSample:
+def part(
+    committed: int | None, end: int, *, start: int = 0, owned: bool | None = True, ts: float | None = None
+) -> PartitionSample:
     return PartitionSample(log_start=start, log_end=end, committed=committed, oldest_unapplied_ts=ts, owned=owned)
 
 
@@ -23,8 +24,14 @@ def series(*pairs: tuple[int, int], owned: bool = True) -> list[PartitionSample]
     return [part(committed, end, owned=owned) for committed, end in pairs]
 
 
-def group(at: float, parts: dict[tuple[str, int], PartitionSample], *, members: int = 1,
-          missing: tuple[str, ...] = (), dlq: int | None = None) -> GroupSample:
+def group(
+    at: float,
+    parts: dict[tuple[str, int], PartitionSample],
+    *,
+    members: int = 1,
+    missing: tuple[str, ...] = (),
+    dlq: int | None = None,
+) -> GroupSample:
     return GroupSample(at, "g", members, parts, missing_topics=missing, dead_letter_records=dlq)
 
 
@@ -145,8 +152,15 @@ class TestWindow:
         assert body["status"] == "STOP" and body["members"] == 0 and body["dead_letter_records"] == 2
         assert body["offset_lag"] == 6 and body["time_lag_s"] == 10.0
         assert body["partitions"][0] == {
-            "topic": "t.a", "partition": 0, "table": "a", "status": "STOP", "reason": "no consumer owns the partition",
-            "offset_lag": 6, "time_lag_s": 10.0, "committed_offset": 4, "log_end_offset": 10,
+            "topic": "t.a",
+            "partition": 0,
+            "table": "a",
+            "status": "STOP",
+            "reason": "no consumer owns the partition",
+            "offset_lag": 6,
+            "time_lag_s": 10.0,
+            "committed_offset": 4,
+            "log_end_offset": 10,
         }
         assert body["tables"] == [{"table": "a", "topic": "t.a", "status": "STOP", "offset_lag": 6, "time_lag_s": 10.0}]
 

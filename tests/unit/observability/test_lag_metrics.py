@@ -6,9 +6,9 @@ import uuid
 
 from prometheus_client import REGISTRY
 
-from lakesync.observability.lag import GroupSample, LagWindow, PartitionSample
-from lakesync.observability.lag_metrics import LagExporter
-from lakesync.streaming.publisher.metrics import version_lag
+from observability.lag import GroupSample, LagWindow, PartitionSample
+from observability.lag_metrics import LagExporter
+from streaming.publisher.metrics import version_lag
 
 
 def verdict(group: str, parts: dict[tuple[str, int], PartitionSample], members: int = 1):  # type: ignore[no-untyped-def]
@@ -24,8 +24,10 @@ def value(name: str, **labels: str) -> float | None:
 def test_gauges_follow_the_verdict_and_departed_partitions_disappear() -> None:
     group = f"g-{uuid.uuid4().hex[:6]}"
     exporter = LagExporter("dlq")
-    both = {("t", 0): PartitionSample(0, 10, 4, oldest_unapplied_ts=90.0, owned=False),
-            ("t", 1): PartitionSample(0, 5, 5, owned=False)}
+    both = {
+        ("t", 0): PartitionSample(0, 10, 4, oldest_unapplied_ts=90.0, owned=False),
+        ("t", 1): PartitionSample(0, 5, 5, owned=False),
+    }
     exporter.export(verdict(group, both, members=0))
     assert value("lakesync_consumer_group_lag", group=group, topic="t", partition="0") == 6
     assert value("lakesync_consumer_group_lag_seconds", group=group, topic="t", partition="0") == 10.0
@@ -35,8 +37,12 @@ def test_gauges_follow_the_verdict_and_departed_partitions_disappear() -> None:
     assert value("lakesync_dead_letter_topic_records", topic="dlq") == 3
 
     exporter.export(verdict(group, {("t", 1): PartitionSample(0, 5, 5, owned=True)}))
-    for name in ("lakesync_consumer_group_lag", "lakesync_consumer_group_lag_seconds",
-                 "lakesync_consumer_group_committed_offset", "lakesync_consumer_group_partition_status"):
+    for name in (
+        "lakesync_consumer_group_lag",
+        "lakesync_consumer_group_lag_seconds",
+        "lakesync_consumer_group_committed_offset",
+        "lakesync_consumer_group_partition_status",
+    ):
         assert value(name, group=group, topic="t", partition="0") is None, name
     assert value("lakesync_consumer_group_lag", group=group, topic="t", partition="1") == 0
     assert value("lakesync_consumer_group_status", group=group) == 0

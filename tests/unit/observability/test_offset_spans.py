@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lakesync.streaming.publisher.kafka_sink import OffsetSpansParam, describe_spans
+from streaming.publisher.kafka_sink import OffsetSpansParam, describe_spans
 
 
 def test_spans_merge_by_min_and_max() -> None:
