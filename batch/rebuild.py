@@ -9,8 +9,12 @@
    ANALYZE.
 4. Swap shadow and live in one transaction (two renames): readers see the old table or the new
    one, never a partial one. The old table is dropped after the swap has committed.
-5. Reset the table's stream state to V (stream_reset.py): the stream resumes right after V,
-   so nothing is skipped and nothing is applied twice.
+   The stream's state (streaming/publisher/state_store.py) is loaded the same way into a shadow
+   state table with V's rows, swapped in by the same transaction, which also sets the table's
+   stream progress to V (resume there, state seeded).
+5. The files beside the checkpoint follow (state_dir.py): V's source schema is recorded and the
+   checkpoint removed. The stream resumes right after V, so nothing is skipped and nothing is
+   applied twice.
 
 Interrupted (error, Ctrl-C) before the swap: the shadow is dropped and the live table is
 untouched. Killed outright: the next run drops the leftover shadow before it starts.
@@ -42,12 +46,12 @@ from connectors.postgres_schema import (
 from lakesync.config import LakesyncSettings, TableMapping
 from lakesync.errors import LakesyncError
 from lakesync.logs import get_logger
-from streaming.publisher.diff import ACTIONS
-from streaming.publisher.job import table_state_dir
-from streaming.publisher.kafka_sink import STATE_ROW_SCHEMA, PartitionPublisher
 from streaming.publisher.mapping import PROBLEM
-from streaming.publisher.state_snapshot import snapshot_rows
-from streaming.publisher.stream_reset import reset_stream
+from streaming.publisher.partition_publisher import TALLY_SCHEMA, PartitionPublisher, sum_tallies
+from streaming.publisher.progress import ensure_progress_table, reset_progress
+from streaming.publisher.seed import load_state, snapshot_rows
+from streaming.publisher.state_dir import reset_stream_files, table_state_dir
+from streaming.publisher.state_store import StateTable, ensure_state_table
 from streaming.publisher.table_lock import TableLock
 
 if TYPE_CHECKING:
@@ -86,14 +90,17 @@ def rebuild(
         live = TableRef(table.target_schema, table.target_table)
         shadow = TableRef(table.target_schema, side_name(table.target_table, "rebuild"))
         log.info("rebuilding", table=table.name, version=pinned.version, target=str(live), shadow=str(shadow))
-        _drop(settings, shadow)  # what a killed earlier run left behind
+        states = StateTable.of(table), StateTable.of(table).shadow()
+        _drop(settings, shadow, states[1])  # what a killed earlier run left behind
         try:
             rows, quarantined, load_s = _load_shadow(spark, settings, pinned, shadow)
-            _swap(settings, live, shadow)
+            _load_shadow_state(settings, pinned, states[1])
+            _swap(settings, live, shadow, states, pinned.version)
         except BaseException:
-            _drop(settings, shadow)
+            _drop(settings, shadow, states[1])
             raise
-        _reset_stream(spark, settings, pinned)
+        reset_stream_files(state, pinned.source_schema)
+        log.info("stream reset", table=table.name, resumes_after_version=pinned.version)
     result = RebuildResult(table.name, str(live), pinned.version, rows, quarantined, load_s, time.monotonic() - started)
     log.info(
         "rebuilt",
@@ -176,13 +183,14 @@ def _quarantine(spark: SparkSession, settings: LakesyncSettings, pinned: PinnedS
         batch_id=-1,
     )
     planned = bad.select(
-        F.lit("quarantine").alias("action"),
+        F.lit("quarantine").alias("change_type"),
         key_json(schema, table.key_columns).alias("key"),
         value.cast("binary").alias("value"),
         F.lit(pinned.version).cast("long").alias("version"),
         F.col(PROBLEM).alias("problem"),
         F.lit(None).cast("long").alias("row_hash"),
         F.lit(1).cast("long").alias("group_rows"),
+        F.lit(None).cast("long").alias("commit_micros"),
     )
     types = {c.name: c.pg_type for c in target_columns(schema)}
     publisher = PartitionPublisher(
@@ -192,10 +200,9 @@ def _quarantine(spark: SparkSession, settings: LakesyncSettings, pinned: PinnedS
         table.name,
         [types[k] for k in table.key_columns],
         stage="rebuild",
+        classify_changes=False,
     )
-    counters = {name: spark.sparkContext.accumulator(0) for name in (*ACTIONS, "group_rows")}
-    planned.mapInArrow(publisher.for_batch(counters), STATE_ROW_SCHEMA).write.format("noop").mode("overwrite").save()
-    return counters["quarantine"].value
+    return sum_tallies(planned.mapInArrow(publisher, TALLY_SCHEMA).collect()).actions["quarantine"]
 
 
 def _add_key_and_analyze(settings: LakesyncSettings, shadow: TableRef, key_columns: list[str]) -> None:
@@ -213,9 +220,25 @@ def _add_key_and_analyze(settings: LakesyncSettings, shadow: TableRef, key_colum
         conn.execute(sql.SQL("ANALYZE {}").format(shadow.identifier))
 
 
-def _swap(settings: LakesyncSettings, live: TableRef, shadow: TableRef) -> None:
-    """Shadow becomes live in one transaction; the old table is dropped once that committed."""
+def _load_shadow_state(settings: LakesyncSettings, pinned: PinnedSource, shadow: StateTable) -> None:
+    """The stream's state as it must be after the swap: V's syncable rows, as images at V."""
+    from pyspark.sql import functions as F
+
+    with psycopg.connect(**settings.postgres.connection_kwargs()) as conn:
+        ensure_state_table(conn, shadow)
+    rows = pinned.rows.where(F.col(PROBLEM).isNull()).select(
+        *[f.name for f in pinned.schema.fields], F.lit(pinned.version).cast("long").alias(VERSION_COLUMN)
+    )
+    entries = snapshot_rows(rows, pinned.schema, pinned.table.key_columns)
+    load_state(_bounded(entries, settings.postgres.max_spark_connections), settings.postgres, shadow)
+
+
+def _swap(
+    settings: LakesyncSettings, live: TableRef, shadow: TableRef, states: tuple[StateTable, StateTable], version: int
+) -> None:
+    """Shadow table and state become live in one transaction; old ones are dropped after it committed."""
     old = TableRef(live.schema, side_name(live.table, "old"))
+    live_state, shadow_state = states
     _drop(settings, old)
     with psycopg.connect(**settings.postgres.connection_kwargs()) as conn:
         lock_ddl(conn)
@@ -223,6 +246,17 @@ def _swap(settings: LakesyncSettings, live: TableRef, shadow: TableRef) -> None:
         if exists:
             conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(live.identifier, sql.Identifier(old.table)))
         conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(shadow.identifier, sql.Identifier(live.table)))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(live_state.identifier))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(shadow_state.identifier, sql.Identifier(live_state.name))
+        )
+        conn.execute(
+            sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
+                live_state.identifier, shadow_state.primary_key, live_state.primary_key
+            )
+        )
+        ensure_progress_table(conn)
+        reset_progress(conn, live_state.target, version)
     _drop(settings, old)
     _rename_key_constraint(settings, live, shadow)
 
@@ -245,19 +279,8 @@ def _pkey_name(table: str) -> str:
     return name if len(name.encode()) <= _MAX_IDENTIFIER else name.encode()[:_MAX_IDENTIFIER].decode(errors="ignore")
 
 
-def _drop(settings: LakesyncSettings, ref: TableRef) -> None:
+def _drop(settings: LakesyncSettings, ref: TableRef, state: StateTable | None = None) -> None:
     with psycopg.connect(**settings.postgres.connection_kwargs()) as conn:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ref.identifier))
-
-
-def _reset_stream(spark: SparkSession, settings: LakesyncSettings, pinned: PinnedSource) -> None:
-    """The stream resumes right after the loaded version, from a state equal to what was loaded."""
-    from pyspark.sql import functions as F
-
-    table = pinned.table
-    rows = pinned.rows.where(F.col(PROBLEM).isNull()).select(
-        *[f.name for f in pinned.schema.fields], F.lit(pinned.version).cast("long").alias(VERSION_COLUMN)
-    )
-    state = snapshot_rows(rows, pinned.schema, table.key_columns)
-    reset_stream(table_state_dir(settings, table), state, pinned.source_schema, pinned.version)
-    log.info("stream reset", table=table.name, resumes_after_version=pinned.version)
+        if state is not None:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(state.identifier))

@@ -7,7 +7,7 @@ the driver; the seed's CompareData collected both tables instead.
 Comparing while the pipeline runs without reporting false drift:
 
 - the source is read at one pinned version V: by default the newest version the streaming job
-  completely published (progress.json), else the table's latest;
+  completely published (`lakesync.stream_progress`), else the table's latest;
 - before reading PostgreSQL, reconcile waits until the consumer group has applied the topic up
   to its current end, so everything published for versions <= V is in PostgreSQL;
 - PostgreSQL rows with `_lakesync_version` > V, and keys whose tombstone is newer than V, were
@@ -42,9 +42,9 @@ from connectors.spark import column
 from lakesync.config import LakesyncSettings, TableMapping
 from lakesync.logs import get_logger
 from streaming.publisher.envelope_spark import json_ready, key_json
-from streaming.publisher.job import table_state_dir
 from streaming.publisher.mapping import PROBLEM
-from streaming.publisher.progress import load_progress
+from streaming.publisher.progress import read_progress
+from streaming.publisher.state_store import stream_target
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -106,8 +106,8 @@ def choose_version(settings: LakesyncSettings, table: TableMapping, requested: i
     """The version to pin and why: requested, the stream's progress, or the latest (None)."""
     if requested is not None:
         return requested, "requested"
-    progress = load_progress(table_state_dir(settings, table))
-    if progress is not None:
+    progress = read_progress(settings.postgres, stream_target(table))
+    if progress is not None and progress.completed_version is not None:
         return progress.completed_version, "stream progress"
     return None, "latest"
 

@@ -7,13 +7,17 @@ Repairs are ordinary envelopes, so the consumer applies them with the usual guar
 
 They carry `batch_id = -1` (REPAIR_BATCH_ID): the consumer lets a repair overwrite a row at the
 same version V, which a replayed stream event may not. Keys changed after V are not drift and
-get no repair, so a repair never undoes a newer change. The published repairs are also appended
-to the streaming job's state snapshot, so the stream's next diff starts from the repaired state.
+get no repair, so a repair never undoes a newer change. The task that publishes a repair also
+records it in the stream's state (state_store.py) at the repair's position, with the same guard
+as every state write: a key the stream changed after V keeps the stream's entry, and the stream
+and the repair may run at the same time.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+import psycopg
 
 from batch.reconcile import KEY, KIND, Comparison
 from changes.envelope import REPAIR_BATCH_ID
@@ -22,11 +26,9 @@ from changes.type_mapping import target_columns
 from connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, ensure_topics, producer_config
 from lakesync.config import LakesyncSettings
 from lakesync.logs import get_logger
-from streaming.publisher.diff import ACTIONS
 from streaming.publisher.envelope_spark import envelope_json
-from streaming.publisher.job import table_state_dir
-from streaming.publisher.kafka_sink import STATE_ROW_SCHEMA, PartitionPublisher
-from streaming.publisher.state_snapshot import StateSnapshot
+from streaming.publisher.partition_publisher import TALLY_SCHEMA, PartitionPublisher, sum_tallies
+from streaming.publisher.state_store import StateTable, state_table_exists
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -39,24 +41,12 @@ def publish_repairs(spark: SparkSession, settings: LakesyncSettings, comparison:
     table = comparison.pinned.table
     ensure_topics(settings.kafka, [table.topic_name], config=CHANGE_TOPIC_CONFIG)
     ensure_topics(settings.kafka, [settings.kafka.dead_letter_topic], config=DEAD_LETTER_TOPIC_CONFIG)
-    counters = {name: spark.sparkContext.accumulator(0) for name in (*ACTIONS, "group_rows")}
-    entries = planned_repairs(comparison).mapInArrow(
-        _publisher(settings, comparison).for_batch(counters), STATE_ROW_SCHEMA
+    tally = sum_tallies(
+        planned_repairs(comparison).mapInArrow(_publisher(settings, comparison), TALLY_SCHEMA).collect()
     )
-    snapshot = StateSnapshot(spark, table_state_dir(settings, table) / "snapshot")
-    if snapshot.exists():
-        snapshot.append(entries)
-    else:  # no stream has run for this table yet: publishing alone is the whole job
-        entries.write.format("noop").mode("overwrite").save()
-    repaired = counters["upsert"].value + counters["delete"].value
-    log.info(
-        "repairs published",
-        table=table.name,
-        version=comparison.pinned.version,
-        upserts=counters["upsert"].value,
-        deletes=counters["delete"].value,
-    )
-    return repaired
+    upserts, deletes = tally.actions["upsert"], tally.actions["delete"]
+    log.info("repairs published", table=table.name, version=comparison.pinned.version, upserts=upserts, deletes=deletes)
+    return upserts + deletes
 
 
 def planned_repairs(comparison: Comparison) -> DataFrame:
@@ -88,24 +78,32 @@ def planned_repairs(comparison: Comparison) -> DataFrame:
         batch_id=REPAIR_BATCH_ID,
     )
     return rows.select(
-        F.col("action"),
+        F.col("action").alias("change_type"),
         F.col(KEY).alias("key"),
         value.cast("binary").alias("value"),
         F.lit(pinned.version).cast("long").alias("version"),
         F.lit(None).cast("string").alias("problem"),
         F.when(F.col("action") == "upsert", row_hash).alias("row_hash"),
         F.lit(1).cast("long").alias("group_rows"),
+        F.lit(None).cast("long").alias("commit_micros"),
     )
 
 
 def _publisher(settings: LakesyncSettings, comparison: Comparison) -> PartitionPublisher:
     table = comparison.pinned.table
     types = {c.name: c.pg_type for c in target_columns(comparison.pinned.schema)}
+    state = StateTable.of(table)
+    with psycopg.connect(**settings.postgres.connection_kwargs()) as conn:
+        # No stream has run for this table yet: publishing alone is the whole job.
+        recorded = state_table_exists(conn, state)
     return PartitionPublisher(
         producer_config=producer_config(settings.kafka),
         topic=table.topic_name,
         dead_letter_topic=settings.kafka.dead_letter_topic,
         table=table.name,
         key_types=[types[k] for k in table.key_columns],
+        state=state if recorded else None,
+        connection=settings.postgres.connection_kwargs(),
         repair=True,
+        classify_changes=False,
     )

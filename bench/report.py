@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -51,6 +52,17 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def write_results(bench: str, results: object) -> Path:
+    """`bench/results/<bench>.json`: the run's figures, machine-readable."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{bench}.json"
+    path.write_text(json.dumps({"machine": machine(), "results": results}, indent=2, default=str) + "\n")
+    return path
 
 
 def write_section(start: str, end: str, section: str, path: Path = BENCHMARKS) -> None:

@@ -29,7 +29,9 @@ def check_reachable(settings: PostgresSettings) -> str:
     return str(row[0]) if row else "?"
 
 
-def open_pool(settings: PostgresSettings, *, name: str = "lakesync") -> ConnectionPool:
+def open_pool(
+    settings: PostgresSettings, *, name: str = "lakesync", min_size: int | None = None, max_size: int | None = None
+) -> ConnectionPool:
     """A pool sized from the settings whose connections are checked before each use.
 
     `check_connection` costs one round trip per checkout, which is negligible next to a batch,
@@ -38,8 +40,8 @@ def open_pool(settings: PostgresSettings, *, name: str = "lakesync") -> Connecti
     """
     return ConnectionPool(
         kwargs=settings.connection_kwargs(),
-        min_size=settings.pool_min_size,
-        max_size=settings.pool_max_size,
+        min_size=settings.pool_min_size if min_size is None else min_size,
+        max_size=settings.pool_max_size if max_size is None else max_size,
         max_lifetime=settings.pool_max_lifetime_s,
         timeout=settings.pool_timeout_s,
         check=ConnectionPool.check_connection,

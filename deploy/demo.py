@@ -28,9 +28,10 @@ from deploy.embedded_stack import EmbeddedStack
 from lakesync.config import ColumnMapping, LakesyncSettings, LookupTable, TableMapping, load_settings
 from streaming.consumer.service import ConsumerService
 from streaming.publisher import source
-from streaming.publisher.job import StreamJob, table_state_dir
+from streaming.publisher.job import StreamJob
 from streaming.publisher.micro_batch import BatchReport
-from streaming.publisher.progress import load_progress
+from streaming.publisher.progress import read_progress
+from streaming.publisher.state_store import stream_target
 
 UF_CSV = Path(__file__).resolve().parent / "sample_data" / "uf_ibge.csv"
 UF_CODES = [11, 12, 13, 14, 15, 16, 17, 21, 22, 23, 24, 25, 26, 27, 28, 29, 31, 32, 33, 35, 41, 42, 43, 50, 51, 52, 53]
@@ -193,7 +194,7 @@ def _wait_synced(
 
 
 def _published(settings: LakesyncSettings, table: TableMapping, version: int) -> bool:
-    progress = load_progress(table_state_dir(settings, table))
+    progress = read_progress(settings.postgres, stream_target(table))
     return progress is not None and progress.published_version is not None and progress.published_version >= version
 
 

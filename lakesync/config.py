@@ -321,12 +321,13 @@ class StreamSettings(_Section):
 
     # How often a micro-batch starts when changes are waiting.
     trigger_interval_s: float = Field(default=2.0, gt=0)
-    # Fold the state snapshot's change log into its base every this many published batches.
-    snapshot_compact_every: int = Field(default=20, ge=1)
     # SIGTERM waits this long for the running batch to finish before stopping it.
     shutdown_timeout_s: float = Field(default=60.0, gt=0)
     # HTTP port for /healthz, /readyz and /metrics (0: disabled).
     http_port: int = Field(default=0, ge=0, le=65535)
+    # A publishing task rides out a PostgreSQL outage (the stream's state) this long, reconnecting
+    # with backoff, before it fails the micro-batch.
+    postgres_retry_deadline_s: float = Field(default=300.0, gt=0)
 
 
 class LagSettings(_Section):

@@ -27,6 +27,7 @@ from psycopg import sql
 
 from changes.order import DELETE_RANK, IMAGE_RANK, REPAIR_RANK
 from changes.type_mapping import TargetColumn
+from connectors.postgres_order import SqlPosition, position_of, supersedes
 from connectors.postgres_schema import (
     BOOKKEEPING_SCHEMA,
     COMMIT_TS_COLUMN,
@@ -206,25 +207,8 @@ def purge_tombstones(ref: TableRef) -> sql.Composed:
     return sql.SQL("DELETE FROM {} WHERE {} < now() - make_interval(secs => %s)").format(ref.tombstones, _DELETED_AT)
 
 
-def _at(alias: str, rank: int | sql.Composable) -> tuple[sql.Composable, sql.Composable]:
-    """The position of the row `alias` (one of our fixed aliases): its version and the given rank."""
-    return sql.SQL(alias + ".{}").format(_VERSION), rank if isinstance(rank, sql.Composable) else sql.Literal(rank)
-
-
-def supersedes(
-    new: tuple[sql.Composable, sql.Composable],
-    old: tuple[sql.Composable, sql.Composable],
-    *,
-    repair: bool | sql.Composable,
-) -> sql.Composed:
-    """`changes.order.supersedes(new, old)` as a row comparison; `repair` says whether `new` is one."""
-    row = sql.SQL("({}, {}) {} ({}, {})")
-    strictly = row.format(*new, sql.SQL(">"), *old)
-    if repair is True:
-        return row.format(*new, sql.SQL(">="), *old)
-    if repair is False:
-        return strictly
-    return sql.SQL("({} OR ({} AND {}))").format(strictly, repair, row.format(*new, sql.SQL(">="), *old))
+def _at(alias: str, rank: int | sql.Composable) -> SqlPosition:
+    return position_of(alias, VERSION_COLUMN, rank)
 
 
 def _staged(column: TargetColumn) -> sql.Composable:

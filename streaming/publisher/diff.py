@@ -1,14 +1,10 @@
-"""One micro-batch's plan: collapse per key, hash, diff against the state snapshot, classify.
+"""One micro-batch's Spark plan: key and hash every change, collapse per key, build the envelopes.
 
-Every change-feed row ends up in exactly one action (counted, never silently dropped):
-
-    upsert      image of a key that is new, or whose row hash differs from the snapshot
-    delete      delete of a key the snapshot knows
-    noop        image whose hash equals the snapshot's, or delete of an unknown key
-    stale       older than what the snapshot already holds for the key (a replay)
-    quarantine  cannot be synced (null key, failed cast, NUL character): dead-letter topic
-
-Rows merged away by the per-key collapse (changes/collapse.py) are counted as `collapsed`.
+The plan ends one row per key (rows with a null key stay rows of their own), in the columns the
+partition publisher reads (partition_publisher.INPUT_COLUMNS); the classification against the
+stream's state happens there, on the executors, per Arrow batch of keys. Rows merged away by the
+per-key collapse (changes/collapse.py rules, evaluated here with the ranks of changes/order.py)
+are counted through `group_rows`.
 """
 
 from __future__ import annotations
@@ -18,8 +14,7 @@ from typing import TYPE_CHECKING
 from changes.order import PREIMAGE, RANKS
 from changes.row_hash import row_hash_column
 from streaming.publisher.envelope_spark import key_json
-from streaming.publisher.mapping import CHANGE_TYPE, COMMIT_VERSION, PROBLEM
-from streaming.publisher.state_snapshot import KEY, ROW_HASH, VERSION
+from streaming.publisher.mapping import CHANGE_TYPE, COMMIT_TIMESTAMP, COMMIT_VERSION, PROBLEM
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -28,10 +23,7 @@ if TYPE_CHECKING:
 # Internal column names carry a prefix so they can never clash with a user's column.
 PLAN_KEY = "_ls_key"
 PLAN_HASH = "_ls_row_hash"
-ACTION = "_ls_action"
 GROUP_ROWS = "_ls_group_rows"
-ACTIONS = ("upsert", "delete", "noop", "stale", "quarantine")
-PUBLISHED = ("upsert", "delete", "quarantine")
 
 
 def keyed(mapped: DataFrame, schema: StructType, key_columns: list[str]) -> DataFrame:
@@ -71,34 +63,24 @@ def collapse(keyed_rows: DataFrame) -> DataFrame:
     return winners.unionByName(null_rows)
 
 
-def classify(survivors: DataFrame, state: DataFrame, *, small: bool) -> DataFrame:
-    """Survivors with their action, given the snapshot's (key, row_hash, version) for their keys.
-
-    `small`: the batch is small, so its state rows are too and are broadcast to the join.
-    """
+def publisher_input(survivors: DataFrame, envelope: Column) -> DataFrame:
+    """The collapsed rows in the partition publisher's columns, `envelope` as each row's value."""
     from pyspark.sql import functions as F
 
-    lookup = state.select(
-        F.col(KEY).alias("_ls_state_key"),
-        F.col(ROW_HASH).alias("_ls_state_hash"),
-        F.col(VERSION).alias("_ls_state_version"),
+    return survivors.select(
+        F.col(CHANGE_TYPE).alias("change_type"),
+        F.col(PLAN_KEY).alias("key"),
+        envelope.cast("binary").alias("value"),
+        F.col(COMMIT_VERSION).cast("long").alias("version"),
+        F.col(PROBLEM).alias("problem"),
+        F.col(PLAN_HASH).alias("row_hash"),
+        F.col(GROUP_ROWS).cast("long").alias("group_rows"),
+        F.unix_micros(F.col(COMMIT_TIMESTAMP)).alias("commit_micros"),
     )
-    joined = survivors.join(
-        F.broadcast(lookup) if small else lookup, survivors[PLAN_KEY] == F.col("_ls_state_key"), "left"
-    )
-    return joined.select(*[survivors[c] for c in survivors.columns], _action().alias(ACTION))
 
 
-def _action() -> Column:
+def envelope_op() -> Column:
+    """The envelope's op of a change-feed row: a delete, or an upsert of its image."""
     from pyspark.sql import functions as F
 
-    known = F.col("_ls_state_key").isNotNull()
-    is_delete = F.col(CHANGE_TYPE) == "delete"
-    return (
-        F.when(F.col(PROBLEM).isNotNull(), F.lit("quarantine"))
-        .when(known & (F.col(COMMIT_VERSION) < F.col("_ls_state_version")), F.lit("stale"))
-        .when(is_delete & known, F.lit("delete"))
-        .when(is_delete, F.lit("noop"))
-        .when(known & (F.col(PLAN_HASH) == F.col("_ls_state_hash")), F.lit("noop"))
-        .otherwise(F.lit("upsert"))
-    )
+    return F.when(F.col(CHANGE_TYPE) == "delete", F.lit("delete")).otherwise(F.lit("upsert"))

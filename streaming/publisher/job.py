@@ -22,6 +22,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+from psycopg_pool import PoolTimeout
+
 from changes.type_mapping import target_columns
 from connectors.kafka import (
     CHANGE_TOPIC_CONFIG,
@@ -29,22 +32,32 @@ from connectors.kafka import (
     ensure_topics,
     producer_config,
 )
+from connectors.postgres import open_pool
 from connectors.spark import build_spark_session
 from lakesync.config import LakesyncSettings, TableMapping
 from lakesync.errors import LakesyncError
 from lakesync.logs import correlation, get_logger
 from streaming.publisher import source
-from streaming.publisher.kafka_sink import PartitionPublisher
 from streaming.publisher.mapping import CompiledMapping, compile_mapping
 from streaming.publisher.metrics import StreamObserver
 from streaming.publisher.micro_batch import BatchReport, TablePipeline
-from streaming.publisher.progress import Progress, save_progress
+from streaming.publisher.partition_publisher import PartitionPublisher
+from streaming.publisher.progress import (
+    Progress,
+    completed_from_offset,
+    end_offset_of,
+    ensure_progress_table,
+    load_progress,
+    record_progress,
+)
 from streaming.publisher.schema_guard import SchemaRecord, compare, refusal
-from streaming.publisher.state_snapshot import StateSnapshot
-from streaming.publisher.stream_reset import checkpoint_dir, resume_version
+from streaming.publisher.seed import seed_state
+from streaming.publisher.state_dir import checkpoint_dir, has_checkpoint, table_state_dir
+from streaming.publisher.state_store import StateTable, ensure_state_table, stream_target
 from streaming.publisher.table_lock import TableLock
 
 if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
     from pyspark.sql import SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
@@ -53,10 +66,6 @@ log = get_logger(__name__)
 
 class StreamFailedError(LakesyncError):
     """A table's streaming query stopped with an error that is not a schema change."""
-
-
-def table_state_dir(settings: LakesyncSettings, table: TableMapping) -> Path:
-    return Path(settings.state_dir).absolute() / table.name
 
 
 @dataclass
@@ -70,17 +79,19 @@ class StreamJob:
     _queries: dict[str, StreamingQuery] = field(default_factory=dict)
     _recorded_batch: dict[str, int] = field(default_factory=dict)
     _locks: dict[str, TableLock] = field(default_factory=dict)
-    _published_version: dict[str, int] = field(default_factory=dict)
+    _pg: ConnectionPool | None = None
 
     def __post_init__(self) -> None:
         # Every batch feeds the metrics, served over HTTP while the queries run (stream.http_port).
         self.observer = StreamObserver(self.settings, self.tables)
         self.on_report.append(self.observer.record_batch)
+        self._tables_by_name = {t.name: t for t in self.tables}
 
     def run(self, spark: SparkSession | None = None) -> None:
         """Run until stopped (or, with once=True, until every table is caught up)."""
         spark = spark or build_spark_session(self.settings.spark)
         self.on_report.append(self._note_published)
+        self._pg = open_pool(self.settings.postgres, name="lakesync-stream", min_size=1, max_size=2)
         try:
             for table in self.tables:  # before anything else: a rebuild may be running
                 lock = TableLock(table_state_dir(self.settings, table), table.name, "streaming")
@@ -92,6 +103,7 @@ class StreamJob:
         finally:
             for lock in self._locks.values():
                 lock.release()
+            self._pg.close()
 
     def request_stop(self, *_: Any) -> None:
         """Signal handler / API: finish the running batches, then stop."""
@@ -115,20 +127,19 @@ class StreamJob:
             source.require_change_feed(spark, table)
             state = table_state_dir(self.settings, table)
             self._check_schema(spark, table, state)
-            feed = source.change_feed(spark, table, starting_version=resume_version(state))
+            progress = self._progress(table)
+            resume = progress.resume_version if progress is not None and not has_checkpoint(state) else None
+            feed = source.change_feed(spark, table, starting_version=resume)
             compiled = compile_mapping(spark, table)
             target_schema = CompiledMapping.target_schema(compiled.apply(feed))
             target_columns(target_schema)  # unsupported types fail here, naming the column
-            snapshot = StateSnapshot(spark, state / "snapshot")
-            if not snapshot.exists():
-                snapshot.seed(self.settings.postgres, table, target_schema)
+            if progress is None or not progress.seeded:
+                seed_state(spark, self.settings.postgres, table, target_schema)
             pipeline = TablePipeline(
                 table=table,
                 compiled=compiled,
                 target_schema=target_schema,
-                snapshot=snapshot,
                 publisher=self._publisher(table, target_schema),
-                compact_every=self.settings.stream.snapshot_compact_every,
                 on_report=self.on_report,
             )
             writer = (
@@ -153,7 +164,21 @@ class StreamJob:
             dead_letter_topic=self.settings.kafka.dead_letter_topic,
             table=table.name,
             key_types=[types[k] for k in table.key_columns],
+            state=StateTable.of(table),
+            connection=self.settings.postgres.connection_kwargs(),
+            retry_deadline_s=self.settings.stream.postgres_retry_deadline_s,
         )
+
+    def _progress(self, table: TableMapping) -> Progress | None:
+        """The table's recorded progress, after making sure its bookkeeping tables exist."""
+        with self._pool().connection() as conn:
+            ensure_progress_table(conn)
+            ensure_state_table(conn, StateTable.of(table))
+            return load_progress(conn, stream_target(table))
+
+    def _pool(self) -> ConnectionPool:
+        assert self._pg is not None, "the job's PostgreSQL pool opens in run()"
+        return self._pg
 
     def _check_schema(self, spark: SparkSession, table: TableMapping, state: Path) -> bool:
         """Record the source schema; True if it grew. Non-additive changes raise SchemaChangeError."""
@@ -180,30 +205,45 @@ class StreamJob:
         by_name = {t.name: t for t in self.tables}
         while self._queries:
             if self._stop.is_set():
-                self._stop_gracefully()
+                self._stop_gracefully(spark)
                 return
             for name, query in list(self._queries.items()):
-                self._record_progress(by_name[name], query)
-                if query.isActive:
+                active = query.isActive
+                # After reading isActive: a batch that completed just before the query ended counts.
+                self._record_progress(spark, by_name[name], query)
+                if active:
                     continue
                 del self._queries[name]
                 self._handle_end(spark, by_name[name], query)
             time.sleep(0.2)
 
     def _note_published(self, report: BatchReport) -> None:
+        """The batch's newest version is published (the state already records it)."""
         if report.max_version is not None:
-            previous = self._published_version.get(report.table, report.max_version)
-            self._published_version[report.table] = max(previous, report.max_version)
+            table = self._tables_by_name[report.table]
+            self._save_progress(table, completed=None, published=report.max_version, batch_id=report.batch_id)
 
-    def _record_progress(self, table: TableMapping, query: StreamingQuery) -> None:
-        """Write progress.json when the query completed a batch since the last look."""
+    def _record_progress(self, spark: SparkSession, table: TableMapping, query: StreamingQuery) -> None:
+        """Record the completed version when the query committed a batch since the last look."""
         last = query.lastProgress
         if not last or self._recorded_batch.get(table.name) == last["batchId"]:
             return
-        progress = Progress.from_query_progress(dict(last), self._published_version.get(table.name))
-        if progress is not None:
-            save_progress(table_state_dir(self.settings, table), progress)
+        completed = completed_from_offset(
+            end_offset_of(dict(last)), lambda version: source.change_feed_files(spark, table, version)
+        )
+        if completed is not None:
+            self._save_progress(table, completed=completed, published=None, batch_id=last["batchId"])
         self._recorded_batch[table.name] = last["batchId"]
+
+    def _save_progress(
+        self, table: TableMapping, *, completed: int | None, published: int | None, batch_id: int
+    ) -> None:
+        """Progress only moves forward, so a write lost to a PostgreSQL outage is caught up by the next."""
+        try:
+            with self._pool().connection(timeout=5.0) as conn:
+                record_progress(conn, stream_target(table), completed=completed, published=published, batch_id=batch_id)
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.warning("progress not recorded; the next batch records it", table=table.name, error=str(exc)[:300])
 
     def _handle_end(self, spark: SparkSession, table: TableMapping, query: StreamingQuery) -> None:
         """A query ended: done (once), restart after a carried schema change, or fail."""
@@ -215,15 +255,16 @@ class StreamJob:
             self._queries[table.name] = self._start(spark, table)
             return
         self.observer.record_failure(table.name)
-        self._stop_gracefully()
+        self._stop_gracefully(spark)
         raise StreamFailedError(f"table {table.name!r}: streaming query failed: {_first_line(error)}") from None
 
-    def _stop_gracefully(self) -> None:
+    def _stop_gracefully(self, spark: SparkSession) -> None:
         deadline = time.monotonic() + self.settings.stream.shutdown_timeout_s
         for name, query in self._queries.items():
             while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
                 time.sleep(0.1)
             query.stop()
+            self._record_progress(spark, self._tables_by_name[name], query)
             log.info("stream stopped", table=name)
         self._queries.clear()
 

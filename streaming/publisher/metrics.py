@@ -2,7 +2,7 @@
 
 Counters come from each micro-batch's `BatchReport` (a `StreamJob.on_report` listener); the
 Delta version lag from a thread that reads each source table's latest version and the version
-the job last published (`progress.json`). `table` is the table mapping's name; `outcome` is
+the job last published (`lakesync.stream_progress`, progress.py). `table` is the table mapping's name; `outcome` is
 one of the fixed outcomes below, so the label sets stay few.
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+import psycopg
 from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -23,6 +24,7 @@ from observability.endpoints import HealthServer, Probes
 from streaming.publisher import source
 from streaming.publisher.micro_batch import BatchReport
 from streaming.publisher.progress import load_progress
+from streaming.publisher.state_store import stream_target
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -130,11 +132,11 @@ class StreamObserver:
 
     def update_version_lag(self, spark: SparkSession) -> None:
         """Read each table's latest version and compare it with the newest published one."""
-        from streaming.publisher.job import table_state_dir
-
+        with psycopg.connect(**self._settings.postgres.connection_kwargs()) as conn:
+            recorded = {table.name: load_progress(conn, stream_target(table)) for table in self._tables}
         for table in self._tables:
             latest = source.latest_version(spark, table)
-            progress = load_progress(table_state_dir(self._settings, table))
+            progress = recorded[table.name]
             published = progress.published_version if progress is not None else None
             SOURCE_VERSION.labels(table.name).set(latest)
             if published is not None:

@@ -1,7 +1,10 @@
-"""The foreachBatch body for one table: map, plan, publish, update the snapshot, report.
+"""The foreachBatch body for one table: map, collapse, then classify + publish + record, report.
 
-Order matters for crash safety (see state_snapshot.py): publish first, merge the snapshot
-second. Every row of the batch is accounted for in the report and the one log line per batch.
+One Spark job per micro-batch: the change feed is mapped, keyed and hashed, collapsed per key
+(diff.py), and each partition of the result is classified against the stream's state, published
+and recorded by the partition publisher on the executors (partition_publisher.py). The driver
+only sums the tasks' tallies. Every input row is accounted for in the report and the one log
+line per batch.
 """
 
 from __future__ import annotations
@@ -14,33 +17,22 @@ from typing import TYPE_CHECKING
 from lakesync.config import TableMapping
 from lakesync.logs import correlation, get_logger
 from streaming.publisher import diff
-from streaming.publisher.diff import ACTION, ACTIONS, GROUP_ROWS, PLAN_HASH, PLAN_KEY, PUBLISHED
 from streaming.publisher.envelope_spark import envelope_json
-from streaming.publisher.kafka_sink import (
-    STATE_ROW_SCHEMA,
+from streaming.publisher.mapping import COMMIT_TIMESTAMP, COMMIT_VERSION, CompiledMapping
+from streaming.publisher.partition_publisher import (
+    TALLY_SCHEMA,
     OffsetSpans,
-    OffsetSpansParam,
     PartitionPublisher,
+    Tally,
     describe_spans,
+    sum_tallies,
 )
-from streaming.publisher.mapping import (
-    CHANGE_TYPE,
-    COMMIT_TIMESTAMP,
-    COMMIT_VERSION,
-    PROBLEM,
-    CompiledMapping,
-)
-from streaming.publisher.state_snapshot import StateSnapshot
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructType
 
 log = get_logger(__name__)
-
-# Batches up to this many change rows broadcast their keys to the state lookup instead of
-# shuffling the state snapshot, which holds every key of the table.
-SMALL_BATCH_ROWS = 200_000
 
 
 @dataclass
@@ -60,17 +52,35 @@ class BatchReport:
     max_version: int | None = None
     max_commit_ts: float | None = None
     duration_s: float = 0.0
-    # Where the time went: reading the feed (map, key, hash), then classifying + publishing +
-    # logging to the state snapshot (one Spark job), then folding the snapshot's log.
-    read_s: float = 0.0
-    publish_s: float = 0.0
-    compact_s: float = 0.0
     # Partition -> (first, last) offset written to the table's topic: the consumer logs the same.
     offsets: OffsetSpans = field(default_factory=dict)
+    # Seconds the batch's tasks spent per phase (partition_publisher.PHASES), summed over tasks.
+    profile: dict[str, float] = field(default_factory=dict)
 
     @property
     def published(self) -> int:
         return self.upserts + self.deletes
+
+    @classmethod
+    def from_tally(cls, table: str, batch_id: int, tally: Tally) -> BatchReport:
+        actions = tally.actions
+        survivors = sum(actions.values())
+        return cls(
+            table,
+            batch_id,
+            rows_in=tally.group_rows,
+            collapsed=tally.group_rows - survivors,
+            upserts=actions["upsert"],
+            deletes=actions["delete"],
+            noops=actions["noop"],
+            stale=actions["stale"],
+            quarantined=actions["quarantine"],
+            min_version=tally.min_version,
+            max_version=tally.max_version,
+            max_commit_ts=tally.max_commit_micros / 1e6 if tally.max_commit_micros is not None else None,
+            offsets=dict(tally.spans),
+            profile=dict(tally.seconds),
+        )
 
 
 @dataclass
@@ -80,15 +90,14 @@ class TablePipeline:
     table: TableMapping
     compiled: CompiledMapping
     target_schema: StructType
-    snapshot: StateSnapshot
     publisher: PartitionPublisher
-    compact_every: int
     on_report: list[Callable[[BatchReport], None]] = field(default_factory=list)
-    batches_done: int = 0
 
     def __call__(self, feed: DataFrame, batch_id: int) -> None:
         with correlation(table=self.table.name, batch_id=batch_id):
-            report = self._run(feed, batch_id)
+            started = time.monotonic()
+            report = BatchReport.from_tally(self.table.name, batch_id, self._run(feed, batch_id))
+            report.duration_s = time.monotonic() - started
             log.info(
                 "batch published",
                 rows_in=report.rows_in,
@@ -101,103 +110,30 @@ class TablePipeline:
                 min_version=report.min_version,
                 max_version=report.max_version,
                 duration_s=round(report.duration_s, 3),
-                read_s=round(report.read_s, 3),
-                publish_s=round(report.publish_s, 3),
-                compact_s=round(report.compact_s, 3),
+                **{phase: round(seconds, 3) for phase, seconds in report.profile.items()},
                 topic=self.table.topic_name,
                 offsets=describe_spans(self.table.topic_name, report.offsets),
             )
             for listener in self.on_report:
                 listener(report)
 
-    def _run(self, feed: DataFrame, batch_id: int) -> BatchReport:
-        """Two passes: read the feed once (persisted), then one job that publishes everything."""
-        from pyspark import StorageLevel
-
-        started = time.monotonic()
-        report = BatchReport(self.table.name, batch_id)
+    def _run(self, feed: DataFrame, batch_id: int) -> Tally:
+        """One job: the tasks classify, publish and record; the driver sums their tallies."""
         keyed = diff.keyed(self.compiled.apply(feed), self.target_schema, self.table.key_columns)
-        keyed = keyed.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            self._read_totals(keyed, report)
-            report.read_s = time.monotonic() - started
-            if report.rows_in:
-                self._publish(keyed, batch_id, report)
-                report.publish_s = time.monotonic() - started - report.read_s
-                if report.published:
-                    self._maybe_compact()
-        finally:
-            keyed.unpersist()
-        report.duration_s = time.monotonic() - started
-        report.compact_s = report.duration_s - report.read_s - report.publish_s
-        return report
+        planned = diff.publisher_input(diff.collapse(keyed), self._envelope(batch_id))
+        return sum_tallies(planned.mapInArrow(self.publisher, TALLY_SCHEMA).collect())
 
-    def _read_totals(self, keyed: DataFrame, report: BatchReport) -> None:
-        """Materialize the persisted feed and read its totals: one small row, never the data."""
+    def _envelope(self, batch_id: int) -> Column:
         from pyspark.sql import functions as F
 
-        totals = keyed.agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.min(COMMIT_VERSION).alias("min_version"),
-            F.max(COMMIT_VERSION).alias("max_version"),
-            F.max(F.unix_micros(COMMIT_TIMESTAMP)).alias("max_commit_micros"),
-        ).first()
-        assert totals is not None
-        report.rows_in = int(totals["rows"])
-        report.min_version, report.max_version = totals["min_version"], totals["max_version"]
-        if totals["max_commit_micros"] is not None:
-            report.max_commit_ts = totals["max_commit_micros"] / 1e6
-
-    def _publish(self, keyed: DataFrame, batch_id: int, report: BatchReport) -> None:
-        """Classify, publish and log to the state snapshot in one job; counts via accumulators."""
-        spark = keyed.sparkSession
-        counters = {name: spark.sparkContext.accumulator(0) for name in (*ACTIONS, "group_rows")}
-        counters["offsets"] = spark.sparkContext.accumulator({}, OffsetSpansParam())
-        planned = self._plan(keyed, batch_id, small=report.rows_in <= SMALL_BATCH_ROWS)
-        state_rows = planned.mapInArrow(self.publisher.for_batch(counters), STATE_ROW_SCHEMA)
-        self.snapshot.append(state_rows)
-        for action in ACTIONS:
-            setattr(report, _COUNTER[action], counters[action].value)
-        survivors = sum(counters[action].value for action in ACTIONS)
-        report.collapsed = counters["group_rows"].value - survivors
-        report.offsets = dict(counters["offsets"].value)
-
-    def _plan(self, keyed: DataFrame, batch_id: int, *, small: bool) -> DataFrame:
-        from pyspark.sql import functions as F
-
-        survivors = diff.collapse(keyed)
-        state = self.snapshot.state_for(survivors.select(F.col(PLAN_KEY).alias("key")), small=small)
-        classified = diff.classify(survivors, state, small=small)
-        # A quarantined delete keeps its op in the dead-letter record, so a fix can replay it.
-        op = F.when(
-            F.col(ACTION) == "quarantine",
-            F.when(F.col(CHANGE_TYPE) == "delete", F.lit("delete")).otherwise(F.lit("upsert")),
-        ).otherwise(F.col(ACTION))
-        value = envelope_json(
+        return envelope_json(
             table=self.table.name,
             source=self.table.source,
             schema=self.target_schema,
             key_columns=self.table.key_columns,
-            op=op,
+            op=diff.envelope_op(),
             version=F.col(COMMIT_VERSION),
             commit_ts=F.col(COMMIT_TIMESTAMP),
-            row_hash=F.col(PLAN_HASH),
+            row_hash=F.col(diff.PLAN_HASH),
             batch_id=batch_id,
         )
-        return classified.select(
-            F.col(ACTION).alias("action"),
-            F.col(PLAN_KEY).alias("key"),
-            F.when(F.col(ACTION).isin(*PUBLISHED), value).cast("binary").alias("value"),
-            F.col(COMMIT_VERSION).alias("version"),
-            F.col(PROBLEM).alias("problem"),
-            F.col(PLAN_HASH).alias("row_hash"),
-            F.col(GROUP_ROWS).alias("group_rows"),
-        )
-
-    def _maybe_compact(self) -> None:
-        self.batches_done += 1
-        if self.batches_done % self.compact_every == 0:
-            self.snapshot.compact()
-
-
-_COUNTER = {"upsert": "upserts", "delete": "deletes", "noop": "noops", "stale": "stale", "quarantine": "quarantined"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from connectors import delta_log
+from connectors.delta_log import commit_actions
 from lakesync.config import TableMapping
 from lakesync.errors import LakesyncError
 from streaming.publisher.mapping import FEED_METADATA
@@ -51,6 +53,20 @@ def latest_version(spark: SparkSession, table: TableMapping) -> int:
     """The table's newest commit version (metadata only)."""
     row = _delta_table(spark, table).history(1).select("version").first()
     return int(row["version"]) if row else -1
+
+
+def change_feed_files(spark: SparkSession, table: TableMapping, version: int) -> int | None:
+    """How many files Delta's change-feed source indexes in commit `version` (None: log gone)."""
+    actions = commit_actions(spark, location(spark, table), version)
+    return None if actions is None else delta_log.change_feed_files(actions)
+
+
+def location(spark: SparkSession, table: TableMapping) -> str:
+    """Where the table's files are (its path, or the catalog table's location)."""
+    if table.source_path:
+        return table.source_path
+    row = _delta_table(spark, table).detail().select("location").first()
+    return str(row["location"]) if row else ""
 
 
 def current_schema(spark: SparkSession, table: TableMapping) -> StructType:

@@ -1,37 +1,43 @@
-"""The streaming job's progress record: the newest fully published Delta version."""
+"""The streaming job's progress: the newest completely read Delta version, from the source's end offset."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Callable
 
-from streaming.publisher.progress import Progress, load_progress, save_progress
+from streaming.publisher.progress import completed_from_offset, end_offset_of
 
 END = {"sourceVersion": 1, "reservoirId": "x", "reservoirVersion": 7, "index": -1, "isStartingVersion": False}
 
 
+def _files(count: int | None) -> Callable[[int], int | None]:
+    return lambda version: count
+
+
 def test_completed_version_is_the_one_before_the_next_to_read() -> None:
-    progress = Progress.from_query_progress({"batchId": 3, "sources": [{"endOffset": json.dumps(END)}]})
-    assert progress is not None and progress.completed_version == 6 and progress.batch_id == 3
+    assert completed_from_offset(json.dumps(END), _files(3)) == 6
 
 
 def test_a_partly_read_version_is_not_complete() -> None:
-    partial = {**END, "index": 12}
-    progress = Progress.from_query_progress({"batchId": 4, "sources": [{"endOffset": partial}]})
-    assert progress is not None and progress.completed_version == 6
+    assert completed_from_offset({**END, "index": 12}, _files(20)) == 6
+
+
+def test_a_version_read_up_to_its_last_file_is_complete() -> None:
+    """Delta's source stops at the newest commit's last file, not past it: idle means complete."""
+    assert completed_from_offset({**END, "index": 0}, _files(1)) == 7
+    assert completed_from_offset({**END, "index": 19}, _files(20)) == 7
+
+
+def test_an_unknown_file_count_or_a_snapshot_offset_stays_conservative() -> None:
+    assert completed_from_offset({**END, "index": 0}, _files(None)) == 6
+    assert completed_from_offset({**END, "index": 5, "isStartingVersion": True}, _files(6)) == 6
 
 
 def test_progress_without_a_delta_offset_is_ignored() -> None:
-    assert Progress.from_query_progress({"batchId": 0, "sources": []}) is None
+    assert end_offset_of({"batchId": 0, "sources": []}) is None
+    assert completed_from_offset(None, _files(1)) is None
+    assert completed_from_offset({"other": 1}, _files(1)) is None
 
 
-def test_save_and_load_round_trip(tmp_path: Path) -> None:
-    save_progress(tmp_path, Progress(5, 2, "2026-11-22T00:00:00+00:00"))
-    assert load_progress(tmp_path) == Progress(5, 2, "2026-11-22T00:00:00+00:00")
-    assert load_progress(tmp_path / "missing") is None
-
-
-def test_published_version_is_the_newest_seen_in_data() -> None:
-    partial = {**END, "index": 0}
-    progress = Progress.from_query_progress({"batchId": 4, "sources": [{"endOffset": partial}]}, published_version=7)
-    assert progress is not None and (progress.completed_version, progress.published_version) == (6, 7)
+def test_the_end_offset_is_read_from_the_first_source() -> None:
+    assert end_offset_of({"sources": [{"endOffset": END}]}) == END

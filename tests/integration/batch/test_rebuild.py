@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,12 +17,14 @@ import pytest
 
 from batch.rebuild import rebuild, side_name
 from batch.reconcile import reconcile
-from streaming.publisher.job import StreamJob, table_state_dir
+from streaming.publisher.job import StreamJob
+from streaming.publisher.progress import read_progress
 from streaming.publisher.schema_guard import SchemaChangeError
+from streaming.publisher.state_dir import table_state_dir
+from streaming.publisher.state_store import stream_target
 from streaming.publisher.table_lock import TableBusyError, TableLock
+from tests.support.pipeline import Pipeline
 from tests.support.rich_rows import SCHEMA, row
-
-from .conftest import Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -110,8 +111,9 @@ def test_stream_resumes_after_the_rebuilt_version_without_gap_or_double_apply(
     ][:2] == ["id", "name"]
     StreamJob(p.settings, p.settings.tables, once=True).run(spark)
     assert read_topic(p.settings.kafka, p.table.topic_name) == before  # nothing at or before V again
-    progress = json.loads((table_state_dir(p.settings, p.table) / "progress.json").read_text())
-    assert progress["completed_version"] >= rebuilt.version
+    progress = read_progress(p.settings.postgres, stream_target(p.table))
+    assert progress is not None and progress.completed_version is not None
+    assert progress.completed_version >= rebuilt.version
 
 
 def test_rebuild_of_a_streamed_table_then_new_commits_flow_exactly_once(

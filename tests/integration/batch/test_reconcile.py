@@ -13,9 +13,8 @@ import pytest
 from batch.reconcile import reconcile
 from streaming.publisher.job import StreamJob
 from tests.support.consumer_run import running, wait_caught_up
+from tests.support.pipeline import Pipeline
 from tests.support.rich_rows import COLUMN_NAMES, SCHEMA, row
-
-from .conftest import Pipeline
 
 pytestmark = pytest.mark.integration
 

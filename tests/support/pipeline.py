@@ -1,9 +1,12 @@
-"""Fixtures for reconcile/rebuild tests: a whole pipeline (stream job + consumer) per test."""
+"""A whole pipeline (stream job + consumer) per test, on a fresh Delta path, topic, target and group.
+
+Registered as the `pipeline` fixture by tests/integration/conftest.py.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from psycopg import sql
 
 from lakesync.config import LakesyncSettings, TableMapping
 from streaming.publisher.job import StreamJob
+from streaming.publisher.micro_batch import BatchReport
 from tests.support.consumer_run import run_until_caught_up
 
 
@@ -21,11 +25,25 @@ class Pipeline:
     spark: Any
     settings: LakesyncSettings
     table: TableMapping
+    reports: list[BatchReport] = field(default_factory=list)
 
     def sync(self) -> None:
         """Publish every committed change, then let the consumer apply all of it."""
-        StreamJob(self.settings, self.settings.tables, once=True).run(self.spark)
+        StreamJob(self.settings, self.settings.tables, once=True, on_report=[self.reports.append]).run(self.spark)
         run_until_caught_up(self.settings, self.table.topic_name, timeout_s=120)
+
+    def delta_rows(self) -> set[tuple[Any, ...]]:
+        """The Delta table's rows now, as tuples in column order (test tables are small)."""
+        frame = self.spark.read.format("delta").load(self.table.source)
+        return {tuple(r) for r in frame.toLocalIterator()}
+
+    def target_rows(self) -> set[tuple[Any, ...]]:
+        """The target's rows without lakesync's bookkeeping columns, in the source's column order."""
+        names = self.spark.read.format("delta").load(self.table.source).columns
+        columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+        with psycopg.connect(**self.settings.postgres.connection_kwargs()) as conn:
+            target = sql.Identifier(self.table.target_schema, self.table.target_table)
+            return set(conn.execute(sql.SQL("SELECT {} FROM {}").format(columns, target)).fetchall())
 
     def sql(self, statement: str) -> None:
         """Spark SQL with {t} standing for the Delta source table."""

@@ -1,0 +1,315 @@
+"""Classify, publish and record one Spark partition of a micro-batch, on the executor.
+
+Input rows (Arrow batches from `mapInArrow`), one per key after the collapse:
+`change_type, key, value, version, problem, row_hash, group_rows, commit_micros`. For each
+Arrow batch the task looks up the state of the batch's keys (one indexed query), classifies every
+change against it (changes/classify.py), produces the messages (an upsert, or a delete followed
+by its tombstone, on the table's topic; a quarantined row on the dead-letter topic) and keeps
+the state changes. Every `settle_rows` changes it waits for Kafka to acknowledge everything
+produced, then writes the state changes and commits: the state never holds a change Kafka does
+not. Any delivery failure fails the task, hence the batch, which is replayed after a restart.
+
+Reconcile repairs (`repair=True`) and rebuild quarantines (`classify_changes=False`) go through
+the same path: their rows carry the action to take instead of a change type.
+
+The task yields one row, its tally (JSON): rows per action, the group rows the collapse merged,
+versions and commit time seen, and the offset span written per Kafka partition — the driver
+sums the tallies of the batch's tasks (a few rows, never the data).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from changes.classify import ACTIONS, PUBLISHED, StateChange, classify, repair_state
+from changes.dead_letter import DeadLetter
+from changes.envelope import ENVELOPE_VERSION, HEADER_ENVELOPE, HEADER_TABLE, tombstone_headers
+from streaming.publisher.errors import PublishError
+from streaming.publisher.state_store import StateEntry, StateTable, lookup, record
+
+TALLY_SCHEMA = "tally string"
+# Phases of a task: state lookups, classifying and producing, waiting for Kafka's acks, state writes.
+PHASES = ("lookup_s", "produce_s", "flush_s", "record_s")
+INPUT_COLUMNS = ("change_type", "key", "value", "version", "problem", "row_hash", "group_rows", "commit_micros")
+_FLUSH_TIMEOUT_S = 120.0
+
+OffsetSpans = dict[int, tuple[int, int]]
+
+
+@dataclass
+class Tally:
+    """What one task (or, summed, one batch) did; every input row is in exactly one action."""
+
+    actions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))
+    group_rows: int = 0
+    min_version: int | None = None
+    max_version: int | None = None
+    max_commit_micros: int | None = None
+    spans: OffsetSpans = field(default_factory=dict)
+    # Where the tasks' time went, summed over them: the batch's profile in its log line.
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+    def count(self, action: str, group_rows: int, version: int, commit_micros: int | None) -> None:
+        self.actions[action] += 1
+        self.group_rows += group_rows
+        self.min_version = version if self.min_version is None else min(self.min_version, version)
+        self.max_version = version if self.max_version is None else max(self.max_version, version)
+        if commit_micros is not None:
+            known = self.max_commit_micros
+            self.max_commit_micros = commit_micros if known is None else max(known, commit_micros)
+
+    def timed(self, phase: str, started: float) -> None:
+        self.seconds[phase] += time.monotonic() - started
+
+    def delivered(self, partition: int, offset: int) -> None:
+        known = self.spans.get(partition)
+        self.spans[partition] = (offset, offset) if known is None else (min(known[0], offset), max(known[1], offset))
+
+    def add(self, other: Tally) -> None:
+        """Merge another task's tally (offset spans by min/max)."""
+        for action, n in other.actions.items():
+            self.actions[action] += n
+        self.group_rows += other.group_rows
+        for version in (other.min_version, other.max_version):
+            if version is not None:
+                self.min_version = version if self.min_version is None else min(self.min_version, version)
+                self.max_version = version if self.max_version is None else max(self.max_version, version)
+        if other.max_commit_micros is not None:
+            known = self.max_commit_micros
+            self.max_commit_micros = other.max_commit_micros if known is None else max(known, other.max_commit_micros)
+        for partition, (first, last) in other.spans.items():
+            self.delivered(partition, first)
+            self.delivered(partition, last)
+        for phase, seconds in other.seconds.items():
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+
+    def to_json(self) -> str:
+        return json.dumps({**self.__dict__, "spans": {str(p): list(s) for p, s in self.spans.items()}})
+
+    @classmethod
+    def from_json(cls, text: str) -> Tally:
+        raw = json.loads(text)
+        raw["spans"] = {int(p): (s[0], s[1]) for p, s in raw["spans"].items()}
+        return cls(**raw)
+
+
+def describe_spans(topic: str, spans: OffsetSpans) -> str:
+    """`topic[partition:first-last,...]`, the consumer's format for its batch lines."""
+    ranges = ",".join(f"{p}:{first}-{last}" for p, (first, last) in sorted(spans.items()))
+    return f"{topic}[{ranges}]" if spans else ""
+
+
+@dataclass(frozen=True)
+class PartitionPublisher:
+    """The mapInArrow function of one table's publishing job (see the module docstring).
+
+    `state`: the state table to classify against and record into, with the psycopg connection
+    arguments to reach it; None publishes the rows' own actions without a state (a rebuild's
+    quarantined rows, or repairs before any stream ran).
+    """
+
+    producer_config: dict[str, str]
+    topic: str
+    dead_letter_topic: str
+    table: str
+    key_types: Sequence[str]
+    state: StateTable | None = None
+    connection: dict[str, Any] | None = None
+    # Which lakesync step set quarantined rows aside (the dead-letter stage header).
+    stage: str = "stream"
+    # Reconcile repairs: recorded at the repair rank; their tombstones say so, like their envelopes.
+    repair: bool = False
+    # Rows carry a change type to classify (the stream) or the action itself (repairs, rebuild).
+    classify_changes: bool = True
+    settle_rows: int = 50_000
+    # How long a task rides out a PostgreSQL outage before it fails the batch.
+    retry_deadline_s: float = 300.0
+
+    def __call__(self, batches: Iterable[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+        from confluent_kafka import Producer
+
+        tally = Tally()
+        failures: list[str] = []
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+            elif msg.topic() == self.topic:
+                tally.delivered(msg.partition(), msg.offset())
+
+        producer = Producer(self.producer_config)
+        with ExitStack() as stack:
+            session = None
+            if self.state is not None:
+                session = StateSession(self.state, self.connection or {}, self.retry_deadline_s)
+                stack.callback(session.close)
+            pending: list[tuple[str, StateChange]] = []
+            for batch in batches:
+                pending += self._publish_batch(batch.to_pydict(), session, producer, on_delivery, tally)
+                if len(pending) >= self.settle_rows:
+                    self._settle(producer, session, pending, failures, tally)
+            self._settle(producer, session, pending, failures, tally)
+        yield pa.RecordBatch.from_pydict({"tally": [tally.to_json()]})
+
+    def _publish_batch(
+        self, columns: dict[str, list[Any]], session: StateSession | None, producer: Any, on_delivery: Any, tally: Tally
+    ) -> list[tuple[str, StateChange]]:
+        known: dict[str, StateEntry] = {}
+        started = time.monotonic()
+        if session is not None and self.classify_changes:
+            known = session.lookup([k for k in columns["key"] if k is not None])
+        tally.timed("lookup_s", started)
+        started = time.monotonic()
+        changes: list[tuple[str, StateChange]] = []
+        rows = zip(*(columns[name] for name in INPUT_COLUMNS), strict=True)
+        for change_type, key, value, version, problem, row_hash, group_rows, commit_micros in rows:
+            action, state_change = self._decide(change_type, key, version, problem, row_hash, known)
+            tally.count(action, group_rows, version, commit_micros)
+            if action in PUBLISHED:
+                for topic, k, v, headers in self._messages(action, key, value, version, problem):
+                    _produce(producer, topic, k, v, headers, on_delivery)
+            if state_change is not None and key is not None:
+                changes.append((key, state_change))
+        tally.timed("produce_s", started)
+        return changes
+
+    def _decide(
+        self, change_type: str, key: str | None, version: int, problem: str | None, row_hash: int | None, known: Any
+    ) -> tuple[str, StateChange]:
+        if self.classify_changes:
+            return classify(change_type, version, row_hash, problem, known.get(key) if key is not None else None)
+        if change_type == "quarantine" or problem is not None:
+            return "quarantine", None
+        return change_type, repair_state(change_type, version, row_hash) if self.repair else None
+
+    def _settle(
+        self,
+        producer: Any,
+        session: StateSession | None,
+        pending: list[tuple[str, StateChange]],
+        failures: list[str],
+        tally: Tally,
+    ) -> None:
+        """Wait until Kafka acknowledged everything produced, then record the state changes."""
+        started = time.monotonic()
+        remaining = producer.flush(_FLUSH_TIMEOUT_S)
+        tally.timed("flush_s", started)
+        if remaining or failures:
+            raise PublishError(
+                f"table {self.table!r}: {remaining} message(s) unacknowledged, "
+                f"{len(failures)} failed (first: {failures[:1]})"
+            )
+        started = time.monotonic()
+        if session is not None and pending:
+            session.record(pending)
+        tally.timed("record_s", started)
+        pending.clear()
+
+    def _messages(
+        self, action: str, key: str | None, value: bytes, version: int, problem: str | None
+    ) -> list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+        encoded_key = key.encode() if key is not None else None
+        if action == "upsert":
+            return [(self.topic, encoded_key, value, self._headers())]
+        if action == "delete":
+            tombstone = tombstone_headers(self.table, version, self.key_types, repair=self.repair)
+            return [(self.topic, encoded_key, value, self._headers()), (self.topic, encoded_key, None, tombstone)]
+        reason = problem or "unknown"
+        letter = DeadLetter(
+            stage=self.stage,
+            error_class=reason.split(":", 1)[0],
+            message=f"row cannot be synced: {reason}",
+            table=self.table,
+            source_version=version,
+        )
+        return [(self.dead_letter_topic, encoded_key, value, letter.headers())]
+
+    def _headers(self) -> list[tuple[str, bytes]]:
+        return [(HEADER_ENVELOPE, str(ENVELOPE_VERSION).encode()), (HEADER_TABLE, self.table.encode())]
+
+
+class StateSession:
+    """A task's connection to the stream's state, reconnecting through PostgreSQL outages.
+
+    Lookups and writes are retried on connection-level errors (psycopg.OperationalError) with
+    exponential backoff and jitter until `deadline_s`; a write that failed mid-way rolled back and
+    is repeated whole (its statements are guarded, so repeating them is harmless).
+    """
+
+    def __init__(self, table: StateTable, connection: dict[str, Any], deadline_s: float) -> None:
+        self._table = table
+        self._connection = connection
+        self._deadline_s = deadline_s
+        self._conn: Any = None
+
+    def lookup(self, keys: list[str]) -> dict[str, StateEntry]:
+        return self._retrying(lambda conn: lookup(conn, self._table, keys))  # type: ignore[no-any-return]
+
+    def record(self, changes: list[tuple[str, StateChange]]) -> None:
+        def write(conn: Any) -> None:
+            record(conn, self._table, changes)
+            conn.commit()
+
+        self._retrying(write)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _retrying(self, work: Callable[[Any], Any]) -> Any:
+        import psycopg
+        import tenacity
+
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(psycopg.OperationalError),
+            wait=tenacity.wait_exponential_jitter(initial=0.2, max=10.0),
+            stop=tenacity.stop_after_delay(self._deadline_s),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    return work(self._connected())
+                except psycopg.OperationalError:
+                    self.close()  # the next attempt reconnects
+                    raise
+        return None
+
+    def _connected(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(**self._connection)
+        return self._conn
+
+
+def sum_tallies(rows: Iterable[Any]) -> Tally:
+    """The batch's tally from its tasks' rows (one per task)."""
+    total = Tally()
+    for row in rows:
+        total.add(Tally.from_json(row["tally"]))
+    return total
+
+
+def _produce(
+    producer: Any,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]],
+    on_delivery: Any,
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+            producer.poll(0)
+            return
+        except BufferError:
+            # The local queue is full: let librdkafka drain it, then try again.
+            producer.poll(0.5)
