@@ -34,6 +34,7 @@ from connectors.postgres_schema import (
     OFFSETS_TABLE,
     VERSION_COLUMN,
     TableRef,
+    allowed_type,
     normalize_type,
 )
 from streaming.consumer.decode import Shape
@@ -46,14 +47,21 @@ _IS_REPAIR = sql.Identifier("_lakesync_repair")
 _OFFSETS = sql.Identifier(BOOKKEEPING_SCHEMA, OFFSETS_TABLE)
 
 
-def staging_type(pg_type: str) -> str:
+def sql_type(pg_type: str) -> sql.SQL:
+    """A type name as SQL, only from lakesync's vocabulary (decode.py refuses others first)."""
+    checked = allowed_type(pg_type)
+    if checked is None:
+        raise ValueError(f"type {pg_type!r} is outside lakesync's vocabulary")
+    return sql.SQL(checked)
+
+
+def staging_type(pg_type: str) -> sql.SQL:
     """The column type rows are staged as: the target's, except bytea (base64 text in envelopes)."""
-    normalized = normalize_type(pg_type)
-    return "text" if normalized == "bytea" else normalized
+    return sql.SQL("text") if normalize_type(pg_type) == "bytea" else sql_type(pg_type)
 
 
 def create_stage(stage: str, shape: Shape) -> sql.Composed:
-    columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(staging_type(c.pg_type))) for c in shape.columns]
+    columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), staging_type(c.pg_type)) for c in shape.columns]
     columns += [
         sql.SQL("{} bigint").format(_VERSION),
         sql.SQL("{} timestamptz").format(_COMMIT_TS),
@@ -167,9 +175,7 @@ def any_key_known(ref: TableRef, shape: Shape) -> sql.Composed:
     element in Python, orjson dumps the whole batch's keys in one C call.
     """
     match = sql.SQL(" AND ").join(
-        sql.SQL("x.{} = (k.j ->> {})::{}").format(
-            sql.Identifier(c.name), sql.Literal(i), sql.SQL(normalize_type(c.pg_type))
-        )
+        sql.SQL("x.{} = (k.j ->> {})::{}").format(sql.Identifier(c.name), sql.Literal(i), sql_type(c.pg_type))
         for i, c in enumerate(shape.key_columns)
     )
     probe = sql.SQL("SELECT FROM {table} x JOIN jsonb_array_elements(%s::jsonb) AS k(j) ON {match}")

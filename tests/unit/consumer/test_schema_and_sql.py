@@ -11,6 +11,7 @@ from connectors.postgres_schema import (
     SchemaMismatchError,
     TableRef,
     _column_definition,
+    allowed_type,
     normalize_type,
     plan_table,
     tombstone_table_name,
@@ -63,6 +64,28 @@ def test_format_type_spellings_normalize_to_envelope_types() -> None:
 def test_types_outside_the_vocabulary_never_reach_ddl() -> None:
     with pytest.raises(SchemaMismatchError):
         _column_definition(TargetColumn("x", "text); DROP TABLE people; --"))
+
+
+def test_types_outside_the_vocabulary_never_reach_batch_statements() -> None:
+    """A second guard behind the decoder's: the statements refuse what the allow-list refuses."""
+    shape = Shape((TargetColumn("id", "bigint"), TargetColumn("x", "text); DROP TABLE people; --")), 1)
+    with pytest.raises(ValueError, match="vocabulary"):
+        statements.create_stage("stage", shape)
+    key_shape = Shape((TargetColumn("id", "int8"),), 1)
+    with pytest.raises(ValueError, match="vocabulary"):
+        statements.any_key_known(REF, key_shape)
+
+
+@pytest.mark.parametrize(
+    ("given", "allowed"),
+    [
+        ("numeric(12, 2)", "numeric(12,2)"),
+        ("NUMERIC(1000,0)", "numeric(1000,0)"),
+        ("Double  Precision", "double precision"),
+    ],
+)
+def test_the_allow_list_normalizes_what_it_accepts(given: str, allowed: str) -> None:
+    assert allowed_type(given) == allowed
 
 
 def test_tombstone_table_names_fit_postgres_limits_and_stay_distinct() -> None:
