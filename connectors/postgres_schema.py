@@ -6,7 +6,8 @@ the row's image, the version guard) and `_lakesync_commit_ts` (that version's co
 Everything else lakesync keeps lives in the `lakesync` schema:
 
 - `lakesync.consumer_offsets`: the next Kafka offset to read per (group, topic, partition),
-  written in the same transaction as the rows it covers;
+  written in the same transaction as the rows it covers, and the claim (`owner`) of the consumer
+  that writes the partition now;
 - one tombstone table per target, `lakesync."tombstones:<schema>.<table>"`: the key columns,
   the version of the delete and when it was applied, so a late older upsert cannot bring a
   deleted row back. Rows older than the retention are cleaned up.
@@ -152,14 +153,25 @@ def ensure_bookkeeping(conn: psycopg.Connection) -> None:
     """The `lakesync` schema and its offsets table."""
     lock_ddl(conn)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BOOKKEEPING_SCHEMA)))
+    offsets = sql.Identifier(BOOKKEEPING_SCHEMA, OFFSETS_TABLE)
     conn.execute(
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} ("
             " group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL,"
             " next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),"
             " PRIMARY KEY (group_id, topic, partition))"
-        ).format(sql.Identifier(BOOKKEEPING_SCHEMA, OFFSETS_TABLE))
+        ).format(offsets)
     )
+    # The claim a consumer holds on the partition (streaming/consumer/claims.py), added in place to
+    # tables from before fencing; looked up first, so a start-up never queues an ALTER TABLE
+    # behind running batches.
+    has_owner = conn.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))"
+        " AND attname = 'owner' AND NOT attisdropped",
+        (BOOKKEEPING_SCHEMA, OFFSETS_TABLE),
+    ).fetchone()
+    if has_owner is None:
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN owner text").format(offsets))
 
 
 def describe_table(conn: psycopg.Connection, ref: TableRef) -> ExistingTable | None:

@@ -140,6 +140,11 @@ class TableDecoder:
             )
         raise EnvelopeError(f"unknown op {op!r}")
 
+    def shapes_of(self, columns: Any) -> tuple[Shape, Shape]:
+        """The full and the key-only shape of an envelope's `columns`; EnvelopeError if it is not valid."""
+        types = self._types(columns)
+        return self._shape_of(types)[0], self._key_shape(types)
+
     def _header_error(self, envelope_version: Any, table: Any, version: Any) -> EnvelopeError:
         if envelope_version != ENVELOPE_VERSION:
             return EnvelopeError(

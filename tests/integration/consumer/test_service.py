@@ -162,14 +162,15 @@ def test_postgres_down_for_20_seconds_the_service_recovers_alone(
 def test_two_instances_share_the_partitions_and_agree(table_settings: LakesyncSettings) -> None:
     """Two members of one group each get partitions; together they write the expected table."""
     name, topic = table_settings.tables[0].name, table_settings.tables[0].topic_name
-    settings = make_settings(table_settings, name, batch_max_messages=500)
+    first = make_settings(table_settings, name, batch_max_messages=500, group_instance_id="one")
+    second = make_settings(table_settings, name, batch_max_messages=500, group_instance_id="two")
     messages, expected = backlog(name, 1500, 3)
-    with running(settings) as one, running(settings) as two:
-        wait_until(lambda: bool(one._assigned) and bool(two._assigned), 60, "both members assigned")
-        assert not (one._assigned & two._assigned)
-        produce(settings, topic, messages)
-        wait_caught_up(settings, topic)
-    assert rows(settings, name) == expected
+    with running(first) as one, running(second) as two:
+        wait_until(lambda: bool(one.assignment.ready()) and bool(two.assignment.ready()), 60, "both members claimed")
+        assert not set(one.assignment.partitions()) & set(two.assignment.partitions())
+        produce(first, topic, messages)
+        wait_caught_up(first, topic)
+    assert rows(first, name) == expected
 
 
 def test_a_type_change_stops_the_service_with_exit_3_and_the_fix(
