@@ -136,6 +136,8 @@ class ConsumerService:
         self.assignment = Assignment(owner)
         self._stop = threading.Event()
         self._paused = False
+        # Messages read while waiting for a busy lane, for the next batch (dropped on rebalance).
+        self._carried: list[Message] = []
         self._heartbeat = time.monotonic()
         self._consumer: Consumer | None = None
         self._lanes: ApplyLanes | None = None
@@ -308,7 +310,7 @@ class ConsumerService:
         consumer = self._consumer
         assert consumer is not None
         deadline = time.monotonic() + c.batch_max_wait_s
-        messages: list[Message] = []
+        messages, self._carried = self._carried, []
         size = 0
         while len(messages) < c.batch_max_messages and size < c.batch_max_bytes and not self._stop.is_set():
             remaining = deadline - time.monotonic()
@@ -345,17 +347,32 @@ class ConsumerService:
         lane = lanes.lane_for(batch.tp)
         waiting_since = time.monotonic()
         while not self._stop.is_set() and self.assignment.is_current(batch.tp, batch.ownership.token):
-            if lane.offer(batch, 0.05):
+            if lane.offer(batch, 0.0):
                 if self._paused:
                     self._set_paused(False)
                 return
             self._drain_outcomes()
             self._drain_claims()
             self._heartbeat = time.monotonic()
-            if not self._paused and (lanes.retrying or time.monotonic() - waiting_since > _PAUSE_AFTER_S):
+            full = len(self._carried) >= self.settings.consumer.batch_max_messages
+            if not self._paused and (full or lanes.retrying or time.monotonic() - waiting_since > _PAUSE_AFTER_S):
                 self._set_paused(True)
             if self._paused:
                 self._poll_paused()
+            else:
+                self._poll_ahead()
+
+    def _poll_ahead(self) -> None:
+        """Serve the group (a rebalance waits for our poll) while a lane is busy; keep what comes."""
+        consumer = self._consumer
+        assert consumer is not None
+        message = consumer.poll(0.02)
+        if message is None:
+            return
+        if message.error() is not None:
+            _raise_if_fatal(message.error())
+            return
+        self._carried.append(message)
 
     def _poll_paused(self) -> None:
         """Serve the group (heartbeats, rebalances) while paused; a stray message is sought back."""
@@ -501,6 +518,7 @@ class ConsumerService:
     # --- rebalance callbacks (called from within consume/poll, on this thread) ---------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._carried = []
         consumer.incremental_assign(partitions)
         consumer.pause(partitions)  # until claimed: they are read from the offset PostgreSQL holds
         self._claim([(p.topic, p.partition) for p in partitions])
@@ -510,12 +528,14 @@ class ConsumerService:
     def _claim(self, tps: list[TopicPartitionKey]) -> None:
         claims, consumer = self._claims, self._consumer
         assert claims is not None
+        self._carried = [m for m in self._carried if (m.topic(), m.partition()) not in tps]
         if consumer is not None:
             consumer.pause([TopicPartition(t, p) for t, p in tps])
         for request in self.assignment.claim(tps):
             claims.request(request)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._carried = []
         tps = {(p.topic, p.partition) for p in partitions}
         tokens = self.assignment.revoke(tps)
         if self._claims is not None:
