@@ -321,8 +321,7 @@ class ConsumerService:
                 error = message.error()
                 if error is None:
                     messages.append(message)
-                    value = message.value()
-                    size += len(value) if value is not None else 0
+                    size += len(message)  # confluent_kafka: the length of the value (0 for a tombstone)
                 else:
                     _raise_if_fatal(error)
         return messages
