@@ -353,13 +353,14 @@ class ConsumerService:
             self._drain_outcomes()
             self._drain_claims()
             self._heartbeat = time.monotonic()
-            full = len(self._carried) >= self.settings.consumer.batch_max_messages
-            if not self._paused and (full or lanes.retrying or time.monotonic() - waiting_since > _PAUSE_AFTER_S):
+            if not self._paused and (lanes.retrying or time.monotonic() - waiting_since > _PAUSE_AFTER_S):
                 self._set_paused(True)
             if self._paused:
                 self._poll_paused()
-            else:
+            elif len(self._carried) < self.settings.consumer.batch_max_messages:
                 self._poll_ahead()
+            else:
+                time.sleep(0.01)  # a batch read ahead already: wait for the lane, not for more
 
     def _poll_ahead(self) -> None:
         """Serve the group (a rebalance waits for our poll) while a lane is busy; keep what comes."""
