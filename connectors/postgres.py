@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import psycopg
 from psycopg_pool import ConnectionPool
 
@@ -30,16 +32,25 @@ def check_reachable(settings: PostgresSettings) -> str:
 
 
 def open_pool(
-    settings: PostgresSettings, *, name: str = "lakesync", min_size: int | None = None, max_size: int | None = None
+    settings: PostgresSettings,
+    *,
+    name: str = "lakesync",
+    session: Mapping[str, str] | None = None,
+    min_size: int | None = None,
+    max_size: int | None = None,
 ) -> ConnectionPool:
     """A pool sized from the settings whose connections are checked before each use.
 
     `check_connection` costs one round trip per checkout, which is negligible next to a batch,
     and turns a connection broken while idle (server restart) into a fresh one instead of an
-    error inside the next transaction.
+    error inside the next transaction. `session` holds server settings for every connection of
+    the pool, e.g. {"statement_timeout": "60s"}.
     """
+    kwargs = settings.connection_kwargs()
+    if session:
+        kwargs["options"] = " ".join(f"-c {key}={value}" for key, value in session.items())
     return ConnectionPool(
-        kwargs=settings.connection_kwargs(),
+        kwargs=kwargs,
         min_size=settings.pool_min_size if min_size is None else min_size,
         max_size=settings.pool_max_size if max_size is None else max_size,
         max_lifetime=settings.pool_max_lifetime_s,
@@ -48,3 +59,14 @@ def open_pool(
         name=name,
         open=True,
     )
+
+
+def cancel_statement(conn: psycopg.Connection, timeout_s: float = 2.0) -> None:
+    """Ask PostgreSQL to cancel what `conn` runs now; best effort (the server may be down).
+
+    Safe from any thread; the cancelled statement fails with 57014 in the thread running it.
+    """
+    try:
+        conn.cancel_safe(timeout=timeout_s)
+    except (psycopg.Error, OSError):
+        pass

@@ -6,7 +6,8 @@ the row's image, the version guard) and `_lakesync_commit_ts` (that version's co
 Everything else lakesync keeps lives in the `lakesync` schema:
 
 - `lakesync.consumer_offsets`: the next Kafka offset to read per (group, topic, partition),
-  written in the same transaction as the rows it covers;
+  written in the same transaction as the rows it covers, and the claim (`owner`) of the consumer
+  that writes the partition now;
 - one tombstone table per target, `lakesync."tombstones:<schema>.<table>"`: the key columns,
   the version of the delete and when it was applied, so a late older upsert cannot bring a
   deleted row back. Rows older than the retention are cleaned up.
@@ -19,6 +20,7 @@ Every identifier goes through `psycopg.sql`.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,7 +36,8 @@ VERSION_COLUMN = "_lakesync_version"
 COMMIT_TS_COLUMN = "_lakesync_commit_ts"
 DELETED_AT_COLUMN = "_lakesync_deleted_at"
 BOOKKEEPING_COLUMNS = (TargetColumn(VERSION_COLUMN, "bigint"), TargetColumn(COMMIT_TS_COLUMN, "timestamptz"))
-_MAX_IDENTIFIER = 63
+MAX_IDENTIFIER_BYTES = 63
+BOOKKEEPING_PREFIX = "_lakesync_"
 # Any constant works: it only has to be the same in every lakesync process.
 _DDL_LOCK_KEY = 0x6C616B6573796E63  # "lakesync"
 
@@ -92,10 +95,10 @@ def normalize_type(pg_type: str) -> str:
 def tombstone_table_name(ref: TableRef) -> str:
     """`tombstones:<schema>.<table>`, shortened with a hash when longer than PostgreSQL allows."""
     name = f"tombstones:{ref.schema}.{ref.table}"
-    if len(name.encode()) <= _MAX_IDENTIFIER:
+    if len(name.encode()) <= MAX_IDENTIFIER_BYTES:
         return name
     digest = hashlib.sha256(f"{ref.schema}\0{ref.table}".encode()).hexdigest()[:8]
-    return name.encode()[: _MAX_IDENTIFIER - 9].decode(errors="ignore") + "~" + digest
+    return name.encode()[: MAX_IDENTIFIER_BYTES - 9].decode(errors="ignore") + "~" + digest
 
 
 def plan_table(
@@ -111,7 +114,9 @@ def plan_table(
     """Compare the envelope's columns with the target table; problems say how to fix them."""
     rebuild = f"run `lakesync rebuild --table {name}` to recreate {ref} from the source"
     wanted = {c.name: normalize_type(c.pg_type) for c in columns}
-    problems = [f"envelope column {c!r} uses a name lakesync reserves" for c in wanted if c.startswith("_lakesync_")]
+    problems = [
+        f"envelope column {c!r} uses a name lakesync reserves" for c in wanted if c.startswith(BOOKKEEPING_PREFIX)
+    ]
     problems += [f"key column {k!r} is missing from the envelope's columns" for k in key_columns if k not in wanted]
     if existing is None:
         if not auto_create:
@@ -148,14 +153,25 @@ def ensure_bookkeeping(conn: psycopg.Connection) -> None:
     """The `lakesync` schema and its offsets table."""
     lock_ddl(conn)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BOOKKEEPING_SCHEMA)))
+    offsets = sql.Identifier(BOOKKEEPING_SCHEMA, OFFSETS_TABLE)
     conn.execute(
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} ("
             " group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL,"
             " next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),"
             " PRIMARY KEY (group_id, topic, partition))"
-        ).format(sql.Identifier(BOOKKEEPING_SCHEMA, OFFSETS_TABLE))
+        ).format(offsets)
     )
+    # The claim a consumer holds on the partition (streaming/consumer/claims.py), added in place to
+    # tables from before fencing; looked up first, so a start-up never queues an ALTER TABLE
+    # behind running batches.
+    has_owner = conn.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))"
+        " AND attname = 'owner' AND NOT attisdropped",
+        (BOOKKEEPING_SCHEMA, OFFSETS_TABLE),
+    ).fetchone()
+    if has_owner is None:
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN owner text").format(offsets))
 
 
 def describe_table(conn: psycopg.Connection, ref: TableRef) -> ExistingTable | None:
@@ -241,17 +257,31 @@ def _column_definition(column: TargetColumn) -> sql.Composed:
 
 
 def _checked_type(pg_type: str) -> str:
-    normalized = normalize_type(pg_type)
-    if normalized not in _KNOWN_TYPES and not _is_numeric(normalized):
+    checked = allowed_type(pg_type)
+    if checked is None:
         raise SchemaMismatchError(f"unsupported PostgreSQL type {pg_type!r} in an envelope")
-    return normalized
+    return checked
 
 
-def _is_numeric(pg_type: str) -> bool:
-    if not (pg_type.startswith("numeric(") and pg_type.endswith(")")):
-        return False
-    parts = pg_type[len("numeric(") : -1].split(",")
-    return len(parts) == 2 and all(p.strip().isdigit() for p in parts)
+def allowed_type(pg_type: object) -> str | None:
+    """The type in lakesync's vocabulary (changes/type_mapping.py), normalized; None if it is not one.
+
+    Type names arrive in envelopes, from whoever can produce to a topic, and become SQL: only
+    names from this closed list, or `numeric(p,s)` with PostgreSQL's bounds, ever reach a statement.
+    """
+    if not isinstance(pg_type, str):
+        return None
+    normalized = normalize_type(pg_type)
+    if normalized in _KNOWN_TYPES:
+        return normalized
+    match = _NUMERIC.fullmatch(normalized)
+    if match and 1 <= int(match[1]) <= _MAX_NUMERIC_PRECISION and int(match[2]) <= int(match[1]):
+        return f"numeric({int(match[1])},{int(match[2])})"
+    return None
+
+
+_NUMERIC = re.compile(r"numeric\((\d{1,4}),(\d{1,4})\)")
+_MAX_NUMERIC_PRECISION = 1000
 
 
 _KNOWN_TYPES = frozenset(

@@ -5,7 +5,7 @@
 #   2. PostgreSQL server            (Debian packages, only when missing)
 #      promtool, chromium + chromedriver for the observability tests (same)
 #   3. Python virtualenv            ($LAKESYNC_VENV, default ./.venv; reinstalled when pyproject changes)
-#   4. JVM jars with Maven          (deploy/maven/*.pom.xml -> $LAKESYNC_CACHE_DIR/jars/{spark,kafka})
+#   4. JVM jars with Maven          (deploy/maven/*.pom.xml -> $LAKESYNC_CACHE_DIR/jars/{spark,kafka,connect,connect-plugins})
 #
 # Nothing is downloaded at run time: Spark gets the jars through spark.jars, the embedded Kafka
 # broker runs from its own jar directory. Set LAKESYNC_SETUP_QUIET=1 to silence progress lines.
@@ -89,4 +89,8 @@ ensure_venv
 mkdir -p "$CACHE/jars"
 fetch_jars "$ROOT/deploy/maven/spark-jars.pom.xml" "$CACHE/jars/spark"
 fetch_jars "$ROOT/deploy/maven/kafka-broker.pom.xml" "$CACHE/jars/kafka"
+# The consumer benchmark's reference: Kafka Connect standalone and the Debezium JDBC sink plugin.
+fetch_jars "$ROOT/deploy/maven/kafka-connect.pom.xml" "$CACHE/jars/connect"
+mkdir -p "$CACHE/jars/connect-plugins"
+fetch_jars "$ROOT/deploy/maven/debezium-jdbc-sink.pom.xml" "$CACHE/jars/connect-plugins/debezium-jdbc"
 say "ready in $((SECONDS - started)) s: $VENV/bin/lakesync, jars in $CACHE/jars"

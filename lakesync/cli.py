@@ -245,6 +245,52 @@ def lag(
     raise typer.Exit(lag_report.exit_code(verdict.status))
 
 
+dead_letters_app = typer.Typer(
+    help="List the dead-letter topic's records; replay chosen ones to their source topic after a fix.",
+    no_args_is_help=True,
+)
+app.add_typer(dead_letters_app, name="dead-letters")
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    table: Annotated[str | None, typer.Option("--table", "-t", help="Only this table mapping's records.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record.")] = False,
+) -> None:
+    """Every record on kafka.dead_letter_topic: id (partition:offset), table, error class, SQLSTATE, source offset."""
+    from streaming.consumer import dead_letter_replay
+
+    letters = dead_letter_replay.read_dead_letters(settings().kafka, table=table)
+    if as_json:
+        for letter in letters:
+            typer.echo(json.dumps(letter.as_json()))
+        return
+    from rich.console import Console
+
+    Console(width=max(Console().width, 160)).print(dead_letter_replay.render(letters))
+
+
+@dead_letters_app.command("replay")
+def dead_letters_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Records to replay, as listed: partition:offset.")] = None,
+    table: Annotated[str | None, typer.Option("--table", "-t", help="With --all: only this table's records.")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Every replayable record (stage consume).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be replayed, produce nothing.")] = False,
+) -> None:
+    """Produce the chosen records again to their original topic (the consumer's version guard makes stale ones no-ops)."""
+    from streaming.consumer import dead_letter_replay
+
+    if bool(ids) == replay_all:
+        _fail(EXIT_CONFIG, "dead-letters replay: name records (partition:offset) or pass --all, not both")
+    kafka = settings().kafka
+    letters = dead_letter_replay.read_dead_letters(kafka, table=table)
+    chosen = [x for x in letters if x.replayable] if replay_all else dead_letter_replay.choose(letters, ids or [])
+    for letter in chosen:
+        typer.echo(f"{'would replay' if dry_run else 'replaying'} {letter.id} -> {letter.as_json()['topic']}")
+    if not dry_run:
+        typer.echo(f"replayed {dead_letter_replay.replay(kafka, chosen)} record(s)")
+
+
 def _resolve_format(loaded: LakesyncSettings) -> LogFormat:
     return _Globals.log_format if _Globals.log_format != "auto" else loaded.log_format
 

@@ -243,6 +243,17 @@ class ConsumerSettings(_Section):
     tombstone_cleanup_interval_s: float = Field(default=600.0, gt=0)
     # A member that stops heartbeating (killed) loses its partitions after this long.
     session_timeout_s: float = Field(default=45.0, ge=6, le=300)
+    # Static group membership: a restarted member with the same id gets its partitions back at
+    # once instead of after session_timeout_s. Unset: the host name (the pod name on Kubernetes);
+    # "" turns static membership off. Two running members must never share one.
+    group_instance_id: str | None = Field(default=None, max_length=200)
+    # Partitions applied at the same time, each batch on its own PostgreSQL connection
+    # (postgres.pool_max_size must leave one more connection for claims and probes).
+    apply_parallelism: int = Field(default=2, ge=1, le=32)
+    # PostgreSQL statement_timeout and lock_timeout of the consumer's connections; a statement
+    # that runs into either is retried like any transient error.
+    statement_timeout_s: float = Field(default=60.0, gt=0)
+    lock_timeout_s: float = Field(default=10.0, gt=0)
     # librdkafka's prefetch queue per consumer, in KiB: bounds memory together with the batch.
     fetch_queue_max_kbytes: int = Field(default=32 * 1024, ge=1024)
     # SIGTERM/SIGINT: how long to let the batch in flight finish before abandoning it (< 10 s).

@@ -19,9 +19,10 @@ COPY streaming/ streaming/
 COPY batch/ batch/
 COPY observability/ observability/
 COPY deploy/ deploy/
-# The consumer never starts Spark: no Delta, pandas or Arrow, and pyspark without its JVM jars
-# (it only needs pyspark's type classes). Versions are pyproject.toml's pins.
-RUN python deploy/docker/requirements.py pyproject.toml --without delta-spark pandas pyarrow > /tmp/requirements.txt \
+# The consumer never starts Spark: no Delta or pandas, and pyspark without its JVM jars (it only
+# needs pyspark's type classes). It keeps Arrow: it decodes envelopes and writes COPY data with
+# it. Versions are pyproject.toml's pins.
+RUN python deploy/docker/requirements.py pyproject.toml --without delta-spark pandas > /tmp/requirements.txt \
     && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/lakesync \
     && /opt/lakesync/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt \

@@ -1,23 +1,31 @@
-"""Apply a prepared batch to PostgreSQL in one transaction, poison records isolated by bisection.
+"""Apply one partition's batch to PostgreSQL in one transaction: fenced, poison isolated by bisection.
 
     schema check (own short transaction, cached per table and shape)
     BEGIN
+      lock the partition's row of lakesync.consumer_offsets (SELECT ... FOR UPDATE) and check the
+      batch's ownership: the claim token it was read under, and the next offset it starts from
+      (compare-and-set); another owner or another offset → roll back, BatchFencedError
       per group: SAVEPOINT; either COPY straight into the target (stream upserts of keys it
                  does not know, checked by one probe), or stage + COPY + upsert + delete
                  (statements.py); RELEASE
-                 refused as poison (SQLSTATE 22/23, unconvertible value)? → bisect in savepoints
+                 refused as poison (SQLSTATE 21/22/23)? → bisect in savepoints
       dead-letter records sent and acknowledged
-      consumed offsets upserted into lakesync.consumer_offsets
+      the partition's next offset advanced
     COMMIT
 
-Rows and offsets commit together, and every write is version-guarded, so a crash anywhere
-re-applies at most what was not committed, and re-applying changes nothing: effectively once.
+Rows and offsets commit together and every write is version-guarded, so a crash anywhere
+re-applies at most what was not committed, and re-applying changes nothing. The row lock is
+taken first: two writers of one partition (a zombie that lost it and its new owner) are
+serialized, and the second finds the other's claim or offset and drops its batch. The same lock
+closes the gap between the fast path's key probe and its COPY. Rows are written as CSV made by
+Arrow's writer (one C++ call per part), never formatted value by value in Python.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,22 +33,33 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.adapt import Dumper
-from psycopg_pool import ConnectionPool
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from connectors import postgres_schema as schema
 from lakesync.config import ConsumerSettings
 from lakesync.logs import get_logger
 from streaming.consumer import metrics, statements
-from streaming.consumer.batch import PreparedBatch, Refused, StagedGroup, isolate_poison
+from streaming.consumer.batch import (
+    COMMIT_TS,
+    IS_DELETE,
+    IS_REPAIR,
+    MESSAGE_INDEX,
+    VERSION,
+    PartitionBatch,
+    Refused,
+    StagedGroup,
+    isolate_poison,
+)
 from streaming.consumer.classify import Failure, classify
 from streaming.consumer.dead_letters import DeadLetterRecord, DeadLetterSink, dead_letter_for
-from streaming.consumer.decode import KEY, MESSAGE, ORDER, ROW, Change
-from streaming.consumer.errors import UnconvertibleValueError
+from streaming.consumer.errors import BatchFencedError
 
 log = get_logger("lakesync.consumer.apply")
 
-_COMMIT_TS, _IS_DELETE, _IS_REPAIR = -3, -2, -1
+# PostgreSQL's CSV: NULL is an unquoted empty field, an empty string is "" (Arrow quotes strings).
+_CSV = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
 
 
 @dataclass
@@ -61,20 +80,11 @@ class TableStats:
 
 @dataclass
 class BatchResult:
-    tables: dict[str, TableStats]
+    table: str
+    stats: TableStats
     committed_at: float
     duration_s: float
     bisect_attempts: int = 0
-
-    def total(self, name: str) -> int:
-        return sum(getattr(stats, name) for stats in self.tables.values())
-
-
-class _RefuseContainer(Dumper):
-    """Envelope values are JSON scalars; a list or object where a scalar belongs is poison."""
-
-    def dump(self, obj: Any) -> bytes:
-        raise UnconvertibleValueError(f"a {type(obj).__name__} value where the envelope contract allows only scalars")
 
 
 class SchemaKeeper:
@@ -142,59 +152,70 @@ class DirectCopyPolicy:
 
     def __init__(self) -> None:
         self._paused: dict[Any, int] = {}
+        self._lock = threading.Lock()  # apply lanes share one policy
 
-    def worth_trying(self, group: StagedGroup, part: Sequence[Change]) -> bool:
-        left = self._paused.get(group.table.ref, 0)
-        if left:
-            self._paused[group.table.ref] = left - 1
-            return False
+    def worth_trying(self, group: StagedGroup, part: pa.Table) -> bool:
+        with self._lock:
+            left = self._paused.get(group.table.ref, 0)
+            if left:
+                self._paused[group.table.ref] = left - 1
+                return False
         if any(c.pg_type == "bytea" for c in group.shape.columns):
             return False
-        return not any(change[ROW][_IS_DELETE] or change[ROW][_IS_REPAIR] for change in part)
+        return not pc.any(pc.or_(part[IS_DELETE], part[IS_REPAIR])).as_py()
 
     def found_keys(self, group: StagedGroup) -> None:
-        self._paused[group.table.ref] = self.PAUSE_BATCHES
+        with self._lock:
+            self._paused[group.table.ref] = self.PAUSE_BATCHES
 
 
 class BatchApplier:
-    """Writes prepared batches; raises transient errors for the caller's retry loop."""
+    """Writes partition batches; raises transient errors for the caller's retry loop."""
 
-    def __init__(
-        self, pool: ConnectionPool, schemas: SchemaKeeper, dead_letters: DeadLetterSink, group_id: str
-    ) -> None:
-        self._pool = pool
+    def __init__(self, schemas: SchemaKeeper, dead_letters: DeadLetterSink, group_id: str) -> None:
         self._schemas = schemas
         self._dead_letters = dead_letters
         self._group_id = group_id
         self._stages = itertools.count()
         self._direct = DirectCopyPolicy()
 
-    def apply(self, batch: PreparedBatch) -> BatchResult:
-        """One transaction: all groups, dead letters acknowledged, offsets stored; then commit."""
+    def apply(self, conn: psycopg.Connection, batch: PartitionBatch) -> BatchResult:
+        """One transaction: ownership checked, all groups, dead letters acknowledged, offset advanced."""
         started = time.monotonic()
-        tables: dict[str, TableStats] = {}
+        exists = [self._schemas.ensure(conn, group) for group in batch.groups]
+        stats = TableStats(dead_letters=len(batch.rejected))
         attempts = 0
-        with self._pool.connection() as conn:
-            exists = [self._schemas.ensure(conn, group) for group in batch.groups]
-            with conn.transaction():
-                dead: list[DeadLetterRecord] = [
-                    dead_letter_for(r.message, r.table.name, r.error) for r in batch.rejected
-                ]
-                for r in batch.rejected:
-                    tables.setdefault(r.table.name, TableStats()).dead_letters += 1
-                for group, target_exists in zip(batch.groups, exists, strict=True):
-                    stats, poisoned, tries = self._apply_group(conn, group, target_exists)
-                    attempts += tries
-                    dead += poisoned
-                    tables.setdefault(group.table.name, TableStats()).add(stats)
-                self._dead_letters.send(dead)
-                conn.execute(*statements.store_offsets(self._group_id, batch.next_offsets))
-        return BatchResult(tables, time.time(), time.monotonic() - started, attempts)
+        with conn.transaction():
+            self._check_ownership(conn, batch)
+            dead = [dead_letter_for(r.message, r.table.name, r.error) for r in batch.rejected]
+            for group, target_exists in zip(batch.groups, exists, strict=True):
+                group_stats, poisoned, tries = self._apply_group(conn, batch, group, target_exists)
+                attempts += tries
+                dead += poisoned
+                stats.add(group_stats)
+            self._dead_letters.send(dead)
+            conn.execute(*statements.advance_offset(self._group_id, batch.tp, batch.next_offset))
+        return BatchResult(batch.table.name, stats, time.time(), time.monotonic() - started, attempts)
+
+    def _check_ownership(self, conn: psycopg.Connection, batch: PartitionBatch) -> None:
+        """Lock the partition's offsets row; the batch goes on only under its own claim and offset."""
+        ownership = batch.ownership
+        assert ownership is not None, "a batch is handed over with the claim it was read under"
+        row = conn.execute(*statements.lock_offset(self._group_id, batch.tp)).fetchone()
+        if row is None or row[1] != ownership.token:
+            owner = row[1] if row else None
+            raise BatchFencedError(f"{batch.describe_offsets()}: the partition was claimed since ({owner})")
+        if row[0] != ownership.expected_offset:
+            raise BatchFencedError(
+                f"{batch.describe_offsets()}: PostgreSQL holds next offset {row[0]}, "
+                f"the batch follows {ownership.expected_offset}"
+            )
 
     def _apply_group(
-        self, conn: psycopg.Connection, group: StagedGroup, target_exists: bool
+        self, conn: psycopg.Connection, batch: PartitionBatch, group: StagedGroup, target_exists: bool
     ) -> tuple[TableStats, list[DeadLetterRecord], int]:
-        def attempt(part: Sequence[Change]) -> TableStats | Refused:
+        def attempt(span: Sequence[int]) -> TableStats | Refused:
+            part = group.rows.slice(span[0], len(span))
             try:
                 with conn.transaction():
                     return self._write(conn, group, part, target_exists)
@@ -203,14 +224,11 @@ class BatchApplier:
                     return Refused(exc)
                 raise
 
-        found = isolate_poison(group.changes, attempt)
+        found = isolate_poison(range(len(group)), attempt)
         stats = TableStats()
         for part in found.applied:
             stats.add(part)
-        poisoned = [
-            dead_letter_for(change[MESSAGE], group.table.name, error, change[ORDER][0])
-            for change, error in found.poisoned
-        ]
+        poisoned = [self._dead_letter(batch, group, row, error) for row, error in found.poisoned]
         stats.dead_letters += len(poisoned)
         if poisoned:
             log.warning(
@@ -218,20 +236,25 @@ class BatchApplier:
             )
         return stats, poisoned, found.attempts
 
-    def _write(
-        self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change], target_exists: bool
-    ) -> TableStats:
+    def _dead_letter(
+        self, batch: PartitionBatch, group: StagedGroup, row: int, error: BaseException
+    ) -> DeadLetterRecord:
+        message = batch.messages[group.rows[MESSAGE_INDEX][row].as_py()]
+        return dead_letter_for(message, group.table.name, error, group.rows[VERSION][row].as_py())
+
+    def _write(self, conn: psycopg.Connection, group: StagedGroup, part: pa.Table, target_exists: bool) -> TableStats:
         if target_exists and self._direct.worth_trying(group, part) and not self._keys_known(conn, group, part):
             try:
                 with conn.transaction():
                     return self._copy_direct(conn, group, part)
             except psycopg.errors.UniqueViolation:
-                # A key arrived between the probe and the COPY (e.g. a rebalance overlap): merge.
+                # Two staged rows PostgreSQL sees as one key (e.g. numeric "1.0" and "1.00"): merge.
                 self._direct.found_keys(group)
         return self._merge(conn, group, part, target_exists)
 
-    def _keys_known(self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change]) -> bool:
-        keys = orjson.dumps([change[KEY] for change in part], default=str).decode()
+    def _keys_known(self, conn: psycopg.Connection, group: StagedGroup, part: pa.Table) -> bool:
+        columns = [part[c.name].to_pylist() for c in group.shape.key_columns]
+        keys = orjson.dumps(list(zip(*columns, strict=True))).decode()
         # The keys go in twice: once for the target, once for its tombstones.
         row = conn.execute(statements.any_key_known(group.table.ref, group.shape), (keys, keys)).fetchone()
         known = bool(row and row[0])
@@ -239,81 +262,66 @@ class BatchApplier:
             self._direct.found_keys(group)
         return known
 
-    def _copy_direct(self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change]) -> TableStats:
+    def _copy_direct(self, conn: psycopg.Connection, group: StagedGroup, part: pa.Table) -> TableStats:
         """All keys are new: COPY the rows into the target itself, no staging and no merge."""
-        with conn.cursor() as cursor:
-            cursor.adapters.register_dumper(list, _RefuseContainer)
-            cursor.adapters.register_dumper(dict, _RefuseContainer)
-            with cursor.copy(statements.copy_target(group.table.ref, group.shape)) as copy:
-                write = copy.write_row
-                try:
-                    for change in part:
-                        write(change[ROW][:_IS_DELETE])  # values, version, commit ts
-                except (psycopg.DataError, psycopg.ProgrammingError, TypeError, ValueError) as exc:
-                    raise UnconvertibleValueError(f"cannot write a value to the target table: {exc}") from exc
-        stats = TableStats(upserted=len(part))
-        stats.commit_times = {change[ROW][_COMMIT_TS] for change in part if change[ROW][_COMMIT_TS] is not None}
-        return stats
+        names = [c.name for c in group.shape.columns] + [VERSION, COMMIT_TS]
+        _copy(conn, statements.copy_target(group.table.ref, group.shape), part.select(names))
+        return TableStats(upserted=part.num_rows, commit_times=_commit_times(part))
 
-    def _merge(
-        self, conn: psycopg.Connection, group: StagedGroup, part: Sequence[Change], target_exists: bool
-    ) -> TableStats:
-        """Stage the rows, then one version-guarded upsert and one guarded delete."""
+    def _merge(self, conn: psycopg.Connection, group: StagedGroup, part: pa.Table, target_exists: bool) -> TableStats:
+        """Stage the rows, then one version-guarded upsert per kind and one guarded delete."""
         stage = f"lakesync_stage_{next(self._stages)}"
         ref, shape = group.table.ref, group.shape
         conn.execute(statements.create_stage(stage, shape))
-        counts = self._copy(conn, stage, part)
-        stats = TableStats()
-        upserts = len(part) - counts["delete"]
-        if counts["stream"]:
+        _copy(conn, statements.copy_stage(stage), part.drop_columns([MESSAGE_INDEX]))
+        deletes = _count(part[IS_DELETE])
+        repairs = _count(pc.and_not(part[IS_REPAIR], part[IS_DELETE]))
+        stats = TableStats(commit_times=_commit_times(part))
+        if part.num_rows - deletes - repairs:
             stats.upserted += conn.execute(statements.upsert(ref, stage, shape, repair=False)).rowcount
-        if counts["repair"]:
+        if repairs:
             stats.upserted += conn.execute(statements.upsert(ref, stage, shape, repair=True)).rowcount
-        stats.stale = upserts - stats.upserted
-        if counts["delete"]:
+        stats.stale = part.num_rows - deletes - stats.upserted
+        if deletes:
             row = conn.execute(statements.delete(ref, stage, shape, target_exists=target_exists)).fetchone()
             removed, marked = row if row else (0, 0)
             stats.deleted = int(removed)
-            stats.stale += max(counts["delete"] - max(int(removed), int(marked)), 0)
-        stats.commit_times = {change[ROW][_COMMIT_TS] for change in part if change[ROW][_COMMIT_TS] is not None}
+            stats.stale += max(deletes - max(int(removed), int(marked)), 0)
         return stats
 
-    def _copy(self, conn: psycopg.Connection, stage: str, part: Sequence[Change]) -> dict[str, int]:
-        deletes = repairs = 0
-        with conn.cursor() as cursor:
-            cursor.adapters.register_dumper(list, _RefuseContainer)
-            cursor.adapters.register_dumper(dict, _RefuseContainer)
-            with cursor.copy(statements.copy_stage(stage)) as copy:
-                write = copy.write_row
-                try:
-                    for change in part:
-                        row = change[ROW]
-                        write(row)
-                        if row[_IS_DELETE]:
-                            deletes += 1
-                        elif row[_IS_REPAIR]:
-                            repairs += 1
-                except (psycopg.DataError, psycopg.ProgrammingError, TypeError, ValueError) as exc:
-                    raise UnconvertibleValueError(f"cannot write a value to the staging table: {exc}") from exc
-        return {"delete": deletes, "repair": repairs, "stream": len(part) - deletes - repairs}
+
+def _copy(conn: psycopg.Connection, statement: Any, rows: pa.Table) -> None:
+    """COPY `rows` as CSV (Arrow writes it; psycopg sends it as it is)."""
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(rows, sink, _CSV)
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.write(memoryview(sink.getvalue()))
+
+
+def _count(flags: pa.ChunkedArray | pa.Array) -> int:
+    return int(pc.sum(flags).as_py() or 0)
+
+
+def _commit_times(part: pa.Table) -> set[str]:
+    return {t for t in pc.unique(part[COMMIT_TS]).to_pylist() if t is not None}
 
 
 def observe(result: BatchResult, now: float | None = None) -> None:
     """Count the batch in the metrics, latency from each Delta commit to our commit included."""
     committed = result.committed_at if now is None else now
+    stats, table = result.stats, result.table
     metrics.BATCHES.inc()
     metrics.BATCH_APPLY_SECONDS.observe(result.duration_s)
-    for table, stats in result.tables.items():
-        metrics.ROWS_APPLIED.labels(table, "upsert").inc(stats.upserted)
-        metrics.ROWS_APPLIED.labels(table, "delete").inc(stats.deleted)
-        metrics.ROWS_STALE.labels(table).inc(stats.stale)
-        metrics.DEAD_LETTERS.labels(table).inc(stats.dead_letters)
-        latency = metrics.END_TO_END_LATENCY.labels(table)
-        for commit_ts in stats.commit_times:
-            try:
-                instant = dt.datetime.fromisoformat(commit_ts)
-            except (TypeError, ValueError):
-                continue
-            if instant.tzinfo is None:
-                instant = instant.replace(tzinfo=dt.UTC)
-            latency.observe(max(committed - instant.timestamp(), 0.0))
+    metrics.ROWS_APPLIED.labels(table, "upsert").inc(stats.upserted)
+    metrics.ROWS_APPLIED.labels(table, "delete").inc(stats.deleted)
+    metrics.ROWS_STALE.labels(table).inc(stats.stale)
+    metrics.DEAD_LETTERS.labels(table).inc(stats.dead_letters)
+    latency = metrics.END_TO_END_LATENCY.labels(table)
+    for commit_ts in stats.commit_times:
+        try:
+            instant = dt.datetime.fromisoformat(commit_ts)
+        except (TypeError, ValueError):
+            continue
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=dt.UTC)
+        latency.observe(max(committed - instant.timestamp(), 0.0))

@@ -1,25 +1,41 @@
-"""A consumed batch made ready to apply: decoded, compacted per key, grouped; plus bisection.
+"""A partition's consumed messages made ready to apply: decoded, compacted per key, staged as Arrow.
 
-Pure logic, no I/O: `prepare_batch` takes the messages one poll loop collected and returns a
-`PreparedBatch` (what apply.py writes in one transaction); `isolate_poison` is the bisection
-plan used when PostgreSQL refuses a group of rows.
+Pure logic, no I/O. `prepare_partition` takes the messages one poll loop collected from one
+partition and returns a `PartitionBatch`, which apply.py writes in one transaction: its rows in
+`StagedGroup`s (one per shape), each an Arrow table holding the staged values, the trailer
+(version, commit timestamp, is-delete, is-repair) and the index of the message each row came
+from. `isolate_poison` is the bisection plan used when PostgreSQL refuses a group of rows.
+
+Two decoders fill the groups. A regular batch — envelopes of one schema, nothing malformed — is
+decoded in one pass into Arrow columns (columnar.py). Anything else takes the message-by-message
+decoder (decode.py), which says precisely which records are poison. Both compact with the one
+order of changes (changes/order.py through changes/collapse.latest_per_key).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from changes.collapse import latest_per_key
 from changes.envelope import EnvelopeError
 from connectors.postgres_schema import TableRef
-from streaming.consumer.decode import KEY, ORDER, ROW, SHAPE, Change, Message, Shape, TableDecoder
+from streaming.consumer import columnar
+from streaming.consumer.decode import KEY, MESSAGE, ORDER, ROW, SHAPE, Change, Message, Shape, TableDecoder
+from streaming.consumer.errors import UnconvertibleValueError
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 TopicPartition = tuple[str, int]
+
+# The staged columns after the shape's values, then the row's message (never written).
+VERSION, COMMIT_TS, IS_DELETE, IS_REPAIR = columnar.TRAILER
+MESSAGE_INDEX = columnar.MESSAGE_INDEX
 
 _key = operator.itemgetter(KEY)
 _order = operator.itemgetter(ORDER)
@@ -41,19 +57,18 @@ class StagedGroup:
 
     table: TableTarget
     shape: Shape
-    changes: list[Change]
+    rows: pa.Table
+
+    def __len__(self) -> int:
+        return self.rows.num_rows
 
     @property
     def has_upserts(self) -> bool:
-        return any(not c[ROW][-2] for c in self.changes)
+        return self.count(IS_DELETE) < len(self)
 
-    @property
-    def has_deletes(self) -> bool:
-        return any(c[ROW][-2] for c in self.changes)
-
-    @property
-    def has_repairs(self) -> bool:
-        return any(c[ROW][-1] for c in self.changes)
+    def count(self, column: str) -> int:
+        """How many rows have the boolean trailer `column` set."""
+        return int(pc.sum(self.rows[column]).as_py() or 0)
 
 
 @dataclass(frozen=True)
@@ -65,37 +80,45 @@ class Rejected:
     error: Exception
 
 
+@dataclass(frozen=True)
+class Ownership:
+    """The claim a batch is applied under: it commits only if PostgreSQL still holds both."""
+
+    token: str
+    # The partition's next offset as stored in PostgreSQL before this batch (compare-and-set).
+    expected_offset: int
+
+
 @dataclass
-class PreparedBatch:
+class PartitionBatch:
+    """What one transaction applies: consecutive messages of one partition of one table's topic."""
+
+    table: TableTarget
+    partition: int
+    messages: list[Message]
+    first_offset: int
+    last_offset: int
     groups: list[StagedGroup]
     rejected: list[Rejected]
-    # (topic, partition) -> [first offset, last offset] consumed in this batch.
-    offsets: dict[TopicPartition, list[int]]
-    messages: int
-    generation: int = 0
     compacted_away: int = 0
-    messages_by_table: dict[str, int] = field(default_factory=dict)
+    ownership: Ownership | None = None
 
     @property
-    def next_offsets(self) -> dict[TopicPartition, int]:
-        """Where each partition resumes after this batch: the last offset + 1."""
-        return {tp: last + 1 for tp, (_, last) in self.offsets.items()}
+    def topic(self) -> str:
+        return self.table.topic
 
     @property
-    def tables(self) -> list[str]:
-        """The table mappings this batch has messages for (a correlation field of its log lines)."""
-        return sorted(name for name, count in self.messages_by_table.items() if count)
+    def tp(self) -> TopicPartition:
+        return self.table.topic, self.partition
 
     @property
-    def topics(self) -> list[str]:
-        return sorted({topic for topic, _ in self.offsets})
+    def next_offset(self) -> int:
+        """Where the partition resumes after this batch: the last offset + 1."""
+        return self.last_offset + 1
 
     def describe_offsets(self) -> str:
-        """`topic[partition:first-last,...]` per topic, for the batch's log line."""
-        by_topic: dict[str, list[str]] = {}
-        for (topic, partition), (first, last) in sorted(self.offsets.items()):
-            by_topic.setdefault(topic, []).append(f"{partition}:{first}-{last}")
-        return " ".join(f"{topic}[{','.join(ranges)}]" for topic, ranges in by_topic.items())
+        """`topic[partition:first-last]`, for the batch's log lines."""
+        return f"{self.topic}[{self.partition}:{self.first_offset}-{self.last_offset}]"
 
 
 @dataclass
@@ -107,49 +130,52 @@ class Isolation(Generic[Item, Result]):
     attempts: int = 0
 
 
-def prepare_batch(
-    messages: Iterable[Message],
-    targets: Mapping[str, TableTarget],
-    decoders: Mapping[str, TableDecoder],
-    *,
-    generation: int = 0,
-) -> PreparedBatch:
-    """Decode every message (bad ones → rejected), keep the latest change per key, group by shape."""
-    offsets: dict[TopicPartition, list[int]] = {}
-    by_topic: dict[str, list[Change]] = {topic: [] for topic in targets}
-    rejected: list[Rejected] = []
-    count = 0
-    for message in messages:
-        count += 1
-        topic, offset = message.topic(), message.offset()
-        tp = (topic, message.partition())
-        span = offsets.get(tp)  # type: ignore[arg-type]
-        if span is None:
-            offsets[tp] = [offset, offset]  # type: ignore[index, list-item]
-        else:
-            span[1] = offset  # type: ignore[assignment]
-        try:
-            by_topic[topic].append(decoders[topic].decode(message))  # type: ignore[index]
-        except EnvelopeError as exc:
-            rejected.append(Rejected(targets[topic], message, exc))  # type: ignore[index]
-    groups: list[StagedGroup] = []
-    kept = 0
-    per_table = {targets[topic].name: len(changes) for topic, changes in by_topic.items()}
-    for r in rejected:
-        per_table[r.table.name] += 1
-    for topic, changes in by_topic.items():
-        survivors = compact(changes)
-        kept += len(survivors)
-        groups.extend(StagedGroup(targets[topic], shape, rows) for shape, rows in group_by_shape(survivors).items())
-    return PreparedBatch(
-        groups,
+def prepare_partition(
+    messages: list[Message], values: list[bytes | None], target: TableTarget, decoder: TableDecoder
+) -> PartitionBatch:
+    """Decode, compact and stage one partition's messages (`values`: their values, in order)."""
+    regular = columnar.decode(messages, values, decoder)
+    if regular is not None:
+        staged = [StagedGroup(target, shape, rows) for shape, rows in regular.groups]
+        rejected = [Rejected(target, messages[i], exc) for i, exc in regular.rejected]
+        kept = regular.kept
+    else:
+        staged, rejected, kept = decode_each(messages, target, decoder)
+    return PartitionBatch(
+        target,
+        messages[0].partition(),  # type: ignore[arg-type]
+        messages,
+        messages[0].offset(),  # type: ignore[arg-type]
+        messages[-1].offset(),  # type: ignore[arg-type]
+        staged,
         rejected,
-        offsets,
-        count,
-        generation=generation,  # type: ignore[arg-type]
-        compacted_away=count - len(rejected) - kept,
-        messages_by_table=per_table,
+        compacted_away=len(messages) - len(rejected) - kept,
     )
+
+
+def decode_each(
+    messages: Sequence[Message], target: TableTarget, decoder: TableDecoder
+) -> tuple[list[StagedGroup], list[Rejected], int]:
+    """The message-by-message path: each poison record is found and rejected on its own."""
+    changes: list[Change] = []
+    rejected: list[Rejected] = []
+    for index, message in enumerate(messages):
+        try:
+            change = decoder.decode(message)
+        except EnvelopeError as exc:
+            rejected.append(Rejected(target, message, exc))
+            continue
+        if any(type(value) in _CONTAINERS for value in change[ROW]):
+            error = UnconvertibleValueError("a list or object value where the envelope contract allows only scalars")
+            rejected.append(Rejected(target, message, error))
+            continue
+        changes.append((*change[:MESSAGE], index))
+    survivors = compact(changes)
+    groups = [StagedGroup(target, shape, staged_rows(shape, rows)) for shape, rows in group_by_shape(survivors).items()]
+    return groups, rejected, len(survivors)
+
+
+_CONTAINERS = frozenset({list, dict})
 
 
 def compact(changes: Sequence[Change]) -> list[Change]:
@@ -169,11 +195,29 @@ def group_by_shape(changes: Iterable[Change]) -> dict[Shape, list[Change]]:
     return groups
 
 
-@dataclass(frozen=True)
-class Refused:
-    """What a bisection attempt returns when PostgreSQL refused its rows as poison."""
+def staged_rows(shape: Shape, changes: Sequence[Change]) -> pa.Table:
+    """Changes of one shape as an Arrow table: their staged values, trailer and message index."""
+    names = [c.name for c in shape.columns] + list(columnar.TRAILER)
+    columns = list(zip(*(change[ROW] for change in changes), strict=True))
+    arrays = [_array(values) for values in columns]
+    arrays.append(pa.array([change[MESSAGE] for change in changes], pa.int64()))
+    return pa.Table.from_arrays(arrays, names=[*names, MESSAGE_INDEX])
 
-    error: BaseException
+
+def _array(values: Sequence[Any]) -> pa.Array:
+    """JSON scalars as one Arrow column; mixed kinds become PostgreSQL text input instead."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        return pa.array([_as_text(v) for v in values], pa.string())
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    if type(value) is bool:
+        return "true" if value else "false"
+    return repr(value)
 
 
 def isolate_poison(
@@ -202,3 +246,10 @@ def isolate_poison(
             pending.append(part[middle:])
             pending.append(part[:middle])
     return found
+
+
+@dataclass(frozen=True)
+class Refused:
+    """What a bisection attempt returns when PostgreSQL refused its rows as poison."""
+
+    error: BaseException

@@ -4,11 +4,15 @@ Classification uses exception types and SQLSTATE codes only, never message text:
 
 - transient (retry with backoff until the deadline): the pool could not hand out a connection,
   a connection was lost (no SQLSTATE, or class 08), serialization failure 40001, deadlock 40P01,
-  admin shutdown 57P01, too many connections 53300, any other `OperationalError` (psycopg's
-  class for operator intervention and resource trouble: 53xxx, 57xxx, 58xxx), and an
-  unacknowledged dead-letter record;
+  admin shutdown 57P01, too many connections 53300, `lock_timeout` 55P03, any other
+  `OperationalError` (psycopg's class for operator intervention and resource trouble: 53xxx,
+  57xxx — `statement_timeout` and our own cancel are 57014 — 58xxx), and an unacknowledged
+  dead-letter record;
 - poison (isolate by bisection, dead-letter the record): data exceptions (class 22), integrity
-  violations (class 23), an undecodable envelope, a value psycopg cannot write;
+  violations (class 23), a cardinality violation (21000: two rows of one part that PostgreSQL
+  sees as one key although their JSON differs, e.g. numeric "1.0" and "1.00"; bisection puts
+  them in different parts, which then apply one after the other), an undecodable envelope, a
+  value psycopg cannot write;
 - fatal (stop the service with the error): everything else, e.g. an undefined column (42703)
   means the target changed under us.
 """
@@ -23,9 +27,9 @@ from psycopg_pool import PoolTimeout
 from changes.envelope import EnvelopeError
 from streaming.consumer.errors import DeadLetterDeliveryError, UnconvertibleValueError
 
-POISON_CLASSES = frozenset({"22", "23"})
+POISON_CLASSES = frozenset({"21", "22", "23"})
 TRANSIENT_CLASSES = frozenset({"08"})
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "53300"})
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "53300", "55P03"})
 
 
 class Failure(Enum):

@@ -33,7 +33,7 @@ from changes.envelope import (
 )
 from changes.order import DELETE_RANK, IMAGE_RANK, REPAIR_RANK
 from changes.type_mapping import TargetColumn
-from connectors.postgres_schema import SchemaMismatchError
+from connectors.postgres_schema import BOOKKEEPING_PREFIX, MAX_IDENTIFIER_BYTES, allowed_type
 
 KEY, ORDER, SHAPE, ROW, MESSAGE = range(5)
 # Staged after the shape's values, in this order.
@@ -89,7 +89,7 @@ class TableDecoder:
         self._types_by_text: dict[str, dict[str, str]] = {}
 
     def decode(self, message: Message) -> Change:
-        """One message → Change; EnvelopeError for a poison record, SchemaMismatchError for a bad key."""
+        """One message → Change, or EnvelopeError saying why it is a poison record."""
         value = message.value()
         if value is None:
             return self._tombstone(message)
@@ -119,11 +119,14 @@ class TableDecoder:
                 self._last_shape = self._shape_of(self._types(columns))
                 self._last_columns = columns
             shape, row_of = self._last_shape  # type: ignore[misc]
+            values = row_of(after)
+            if values[: self._key_count] != key:
+                raise EnvelopeError(f"key {key_values!r} disagrees with the after-image's key columns")
             return (
                 key,
                 (version, REPAIR_RANK if repair else IMAGE_RANK),
                 shape,
-                (*row_of(after), version, commit_ts, False, repair),
+                (*values, version, commit_ts, False, repair),
                 message,
             )
         if op == "delete":
@@ -136,6 +139,11 @@ class TableDecoder:
                 message,
             )
         raise EnvelopeError(f"unknown op {op!r}")
+
+    def shapes_of(self, columns: Any) -> tuple[Shape, Shape]:
+        """The full and the key-only shape of an envelope's `columns`; EnvelopeError if it is not valid."""
+        types = self._types(columns)
+        return self._shape_of(types)[0], self._key_shape(types)
 
     def _header_error(self, envelope_version: Any, table: Any, version: Any) -> EnvelopeError:
         if envelope_version != ENVELOPE_VERSION:
@@ -153,8 +161,11 @@ class TableDecoder:
             key = self._key_of(key_values)
         except KeyError:
             raise _key_mismatch(self.name, key_values, self.key_columns) from None
-        if None in key:
-            raise EnvelopeError(f"key {key_values!r} has a null value")
+        for value in key:
+            if type(value) not in _SCALARS:
+                if value is None:
+                    raise EnvelopeError(f"key {key_values!r} has a null value")
+                raise EnvelopeError(f"key {key_values!r} holds a {type(value).__name__} where a scalar belongs")
         return key
 
     def _tombstone(self, message: Message) -> Change:
@@ -163,7 +174,7 @@ class TableDecoder:
         if event.table != self.name:
             raise EnvelopeError(f"tombstone of table {event.table!r} on the topic of table {self.name!r}")
         key = self._key(orjson.loads(message.key() or b"null"))
-        shape = self._key_shape({c.name: c.pg_type for c in event.columns})
+        shape = self._key_shape(_checked_types(event.columns))
         repair = event.batch_id == REPAIR_BATCH_ID
         return (
             key,
@@ -175,10 +186,10 @@ class TableDecoder:
 
     def _key_shape(self, types: dict[str, str]) -> Shape:
         try:
-            columns = tuple(TargetColumn(k, types[k]) for k in self.key_columns)
+            ordered = tuple((k, types[k]) for k in self.key_columns)
         except KeyError as exc:
             raise EnvelopeError(f"delete without the type of key column {exc}") from None
-        return self._cached(tuple((c.name, c.pg_type) for c in columns))[0]
+        return self._cached(ordered)[0]
 
     def _types(self, columns: Any) -> dict[str, str]:
         found = self._types_by_text.get(columns) if isinstance(columns, str) else None
@@ -215,10 +226,29 @@ def _column_types(columns: Any) -> dict[str, str]:
         parsed = parse_columns(columns)
     except ValueError as exc:
         raise EnvelopeError(f"envelope {exc}") from None
-    types = {c.name: c.pg_type for c in parsed}
+    types = _checked_types(parsed)
     if len(types) != len(parsed):
         raise EnvelopeError("envelope 'columns' repeats a column name")
     return types
+
+
+def _checked_types(columns: Sequence[TargetColumn]) -> dict[str, str]:
+    """name → type, each checked before it can reach any SQL (names go through sql.Identifier)."""
+    types: dict[str, str] = {}
+    for column in columns:
+        checked = allowed_type(column.pg_type)
+        if checked is None:
+            raise EnvelopeError(f"column {column.name!r} has type {column.pg_type!r}, which lakesync does not know")
+        types[_checked_name(column.name)] = checked
+    return types
+
+
+def _checked_name(name: str) -> str:
+    # PostgreSQL truncates longer identifiers (then the column would not be found again) and
+    # refuses empty ones; `_lakesync_` columns are the target's bookkeeping.
+    if not name or len(name.encode()) > MAX_IDENTIFIER_BYTES or "\x00" in name or name.startswith(BOOKKEEPING_PREFIX):
+        raise EnvelopeError(f"column name {name!r} cannot be a target column")
+    return name
 
 
 def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -242,9 +272,12 @@ def _row_getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any,
     return row_of
 
 
-def _key_mismatch(table: str, key_values: Any, key_columns: tuple[str, ...]) -> SchemaMismatchError:
+def _key_mismatch(table: str, key_values: Any, key_columns: tuple[str, ...]) -> EnvelopeError:
     got = sorted(key_values) if isinstance(key_values, dict) else key_values
-    return SchemaMismatchError(
-        f"table {table}: envelopes carry key {got!r} but the table mapping's key_columns are "
-        f"{list(key_columns)}; fix key_columns in the configuration or run `lakesync rebuild --table {table}`"
+    return EnvelopeError(
+        f"table {table}: the envelope's key {got!r} does not have the table mapping's key_columns {list(key_columns)}"
     )
+
+
+# JSON scalars as orjson returns them; a list or an object cannot be (part of) a key.
+_SCALARS = frozenset({str, int, float, bool})

@@ -19,3 +19,11 @@ class KafkaUnavailableError(LakesyncError):
 
 class BatchAbandonedError(LakesyncError):
     """A batch was given up on purpose (shutdown or rebalance); its offsets were not stored."""
+
+
+class BatchFencedError(LakesyncError):
+    """PostgreSQL holds another claim or another offset for the batch's partition: it is dropped."""
+
+
+class ClaimAbandonedError(LakesyncError):
+    """A partition claim was given up because the partition was revoked meanwhile."""

@@ -25,6 +25,11 @@ ROWS_STALE = Counter(
 )
 MESSAGES = Counter("lakesync_consumer_messages", "Kafka messages consumed, applied or not.", ["table"])
 BATCHES = Counter("lakesync_consumer_batches", "Batches committed to PostgreSQL.")
+BATCHES_FENCED = Counter(
+    "lakesync_consumer_batches_fenced",
+    "Batches dropped because PostgreSQL held another claim or offset for their partition.",
+    ["table"],
+)
 BATCH_APPLY_SECONDS = Histogram(
     "lakesync_consumer_batch_apply_seconds",
     "Time to apply one batch in PostgreSQL, retries included.",

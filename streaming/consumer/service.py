@@ -1,31 +1,40 @@
 """`lakesync consume`: the Kafka side of the consumer service and its life cycle.
 
 start-up    config, PostgreSQL and Kafka checked (fail fast, one line), topics and the
-            lakesync schema ensured, pool opened, group joined, HTTP endpoints started
-loop        collect a batch (count / bytes / time bound) → prepare (decode, compact) →
-            hand to the apply thread → after its commit, commit the offsets to Kafka too
-PostgreSQL  down: the apply thread retries; this thread pauses the assigned partitions
-            and keeps polling, so the group keeps us; when a write succeeds, resume
-rebalance   on revoke: abandon what is in flight (its offsets were not stored);
-            on assign: seek every partition to the offset stored in PostgreSQL
-SIGTERM     finish the batch in flight within the grace (else abandon it), close the
-            consumer (leave the group at once), the pool and the endpoints; exit < 10 s
+            lakesync schema ensured, pool opened, group joined (static membership,
+            cooperative-sticky assignor), HTTP endpoints started
+assign      the new partitions are paused and claimed in PostgreSQL on another thread
+            (claims.py); once claimed, each is sought to its stored offset and resumed.
+            The rebalance callback never waits for PostgreSQL
+loop        collect a batch (count / bytes / time bound) → per partition: decode, compact,
+            stamp with its claim (assignment.py) → hand to the partition's apply lane →
+            after its commit, commit the offset to Kafka too
+fenced      a batch PostgreSQL refused (another claim or offset) is dropped and the partition
+            claimed again, if it is still ours
+PostgreSQL  down: the lanes and claims retry; this thread pauses the assigned partitions and
+            keeps polling, so the group keeps us; when a write succeeds, resume
+revoke      cancel the statements and claims of the revoked partitions (nothing of theirs
+            commits afterwards: the next owner's claim fences them), forget them
+SIGTERM     finish the batches in flight within the grace (else abandon them), close the
+            consumer, the pool and the endpoints; exit < 10 s
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
+import os
 import queue
 import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from connectors import postgres, postgres_schema
@@ -37,22 +46,28 @@ from lakesync.errors import ConfigError
 from lakesync.logs import correlation, get_logger
 from observability.endpoints import HealthServer, Probes
 from observability.lag_monitor import LagMonitor
-from streaming.consumer import metrics, statements
+from streaming.consumer import metrics
 from streaming.consumer.apply import BatchApplier, SchemaKeeper, observe
-from streaming.consumer.batch import PreparedBatch, TableTarget, prepare_batch
+from streaming.consumer.assignment import Assignment
+from streaming.consumer.batch import PartitionBatch, TableTarget, prepare_partition
+from streaming.consumer.claims import ClaimResult, PartitionClaims
 from streaming.consumer.classify import is_transient
 from streaming.consumer.dead_letters import DeadLetterSink
 from streaming.consumer.decode import TableDecoder
-from streaming.consumer.errors import BatchAbandonedError, KafkaUnavailableError
-from streaming.consumer.worker import ApplyWorker, Outcome
+from streaming.consumer.errors import BatchAbandonedError, BatchFencedError, ClaimAbandonedError, KafkaUnavailableError
+from streaming.consumer.worker import ApplyLanes, Outcome, TombstonePurge
 
 log = get_logger("lakesync.consumer")
 
-# Waiting this long for the apply thread (without it retrying) means PostgreSQL is slow, not
-# down: pause anyway, so Kafka's max.poll.interval.ms can never evict us.
+# Waiting this long for a lane (without it retrying) means PostgreSQL is slow, not down: pause
+# anyway, so Kafka's max.poll.interval.ms can never evict us.
 _PAUSE_AFTER_S = 10.0
 _CONSUME_CHUNK = 5000
 _ALIVE_WITHIN_S = 60.0
+# A revoke waits this long for the revoked partitions' statements to stop (they are cancelled).
+_REVOKE_WAIT_S = 5.0
+
+TopicPartitionKey = tuple[str, int]
 
 
 def select_targets(settings: LakesyncSettings, names: Sequence[str]) -> dict[str, TableTarget]:
@@ -70,9 +85,25 @@ def select_targets(settings: LakesyncSettings, names: Sequence[str]) -> dict[str
     return targets
 
 
-def consumer_config(settings: LakesyncSettings) -> dict[str, Any]:
+def group_instance_id(settings: LakesyncSettings, names: Sequence[str]) -> str | None:
+    """The static member id: configured, else the host (pod) name; None when turned off ("").
+
+    A process consuming only some tables (`--table`) gets the tables' digest appended, so
+    processes for different tables on one host never share an id.
+    """
+    configured = settings.consumer.group_instance_id
+    if configured is not None:
+        return configured or None
+    host = socket.gethostname()
+    if not names:
+        return host
+    digest = hashlib.sha256("\0".join(sorted(names)).encode()).hexdigest()[:8]
+    return f"{host}-{digest}"
+
+
+def consumer_config(settings: LakesyncSettings, instance_id: str | None) -> dict[str, Any]:
     c = settings.consumer
-    return {
+    config: dict[str, Any] = {
         "auto.offset.reset": "earliest",
         "queued.max.messages.kbytes": c.fetch_queue_max_kbytes,
         "fetch.wait.max.ms": 100,
@@ -80,11 +111,16 @@ def consumer_config(settings: LakesyncSettings) -> dict[str, Any]:
         "enable.partition.eof": False,
         "client.id": f"lakesync-consume-{socket.gethostname()}",
         **settings.kafka.client_config(),
-        # Ours alone: offsets are stored in PostgreSQL with the rows and committed to Kafka after.
+        # Ours alone: offsets are stored in PostgreSQL with the rows and committed to Kafka after;
+        # a rebalance moves only the partitions that change hands, the others keep applying.
         "group.id": c.group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
+        "partition.assignment.strategy": "cooperative-sticky",
     }
+    if instance_id:
+        config["group.instance.id"] = instance_id
+    return config
 
 
 class ConsumerService:
@@ -94,13 +130,18 @@ class ConsumerService:
         self.settings = settings
         self.targets = select_targets(settings, tables)
         self.decoders = {topic: TableDecoder(t.name, t.key_columns) for topic, t in self.targets.items()}
+        _check_pool_size(settings)
+        self.instance_id = group_instance_id(settings, tables)
+        owner = f"{self.instance_id or socket.gethostname()}:{os.getpid()}"
+        self.assignment = Assignment(owner)
         self._stop = threading.Event()
-        self._generation = 0
-        self._assigned: set[tuple[str, int]] = set()
         self._paused = False
+        # Messages read while waiting for a busy lane, for the next batch (dropped on rebalance).
+        self._carried: list[Message] = []
         self._heartbeat = time.monotonic()
         self._consumer: Consumer | None = None
-        self._worker: ApplyWorker | None = None
+        self._lanes: ApplyLanes | None = None
+        self._claims: PartitionClaims | None = None
         self._pool: Any = None
         self._http: HealthServer | None = None
         self._lag: LagMonitor | None = None
@@ -135,50 +176,72 @@ class ConsumerService:
             ensure_topics(kafka, [kafka.dead_letter_topic], config=DEAD_LETTER_TOPIC_CONFIG)
         except TopicError as exc:
             raise KafkaUnavailableError(str(exc)) from None
-        self._pool = postgres.open_pool(self.settings.postgres, name="lakesync-consume")
+        self._pool = postgres.open_pool(
+            self.settings.postgres,
+            name="lakesync-consume",
+            session={"statement_timeout": f"{c.statement_timeout_s}s", "lock_timeout": f"{c.lock_timeout_s}s"},
+        )
         with self._pool.connection() as conn, conn.transaction():
             postgres_schema.ensure_bookkeeping(conn)
         metrics.track_pool(self._pool.get_stats)
-        applier = BatchApplier(self._pool, SchemaKeeper(c), self._dead_letters, c.group_id)
-        refs = [t.ref for t in self.targets.values()]
-        self._worker = ApplyWorker(applier, c, self._pool, refs)
-        self._worker.start()
+        self._start_threads()
         if c.http_port:
             self._start_http()
-        # Batches hold millions of small tuples with no cycles: collect rarely, and never the
+        # Batches hold many small objects with no cycles: collect rarely, and never the
         # long-lived start-up objects (frozen), so the collector does not rescan live batches.
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
-        # The apply thread gives up the GIL at every network wait of its COPY; with the default
-        # 5 ms switch interval it then waits that long for the decoding thread each time.
+        # The lanes give up the GIL at every network wait of their COPY; with the default 5 ms
+        # switch interval they then wait that long for the decoding thread each time.
         sys.setswitchinterval(0.0005)
-        self._consumer = Consumer(consumer_config(self.settings))
+        self._consumer = Consumer(consumer_config(self.settings, self.instance_id))
         self._consumer.subscribe(
             list(self.targets), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
         log.info(
             "consumer started",
             group_id=c.group_id,
+            group_instance_id=self.instance_id,
             tables=[t.name for t in self.targets.values()],
             topics=list(self.targets),
             postgres=postgres.describe(self.settings.postgres),
             postgres_version=version,
+            apply_parallelism=c.apply_parallelism,
             http_port=self.http_port,
         )
+
+    def _start_threads(self) -> None:
+        c = self.settings.consumer
+        applier = BatchApplier(SchemaKeeper(c), self._dead_letters, c.group_id)
+        refs = [t.ref for t in self.targets.values()]
+        self._lanes = ApplyLanes(
+            c.apply_parallelism,
+            applier,
+            c,
+            self._pool,
+            is_current=lambda batch: (
+                batch.ownership is not None and self.assignment.is_current(batch.tp, batch.ownership.token)
+            ),
+            idle_work=TombstonePurge(self._pool, c, refs),
+        )
+        self._lanes.start()
+        self._claims = PartitionClaims(self._pool, c, c.group_id)
+        self._claims.start()
 
     def _shutdown(self) -> None:
         grace = self.settings.consumer.shutdown_grace_s
         started = time.monotonic()
-        if self._worker is not None:
-            finished = self._worker.wait_idle(grace)
-            if not finished:
-                log.warning("abandoning the batch in flight", grace_s=grace)
-                self._worker.abandon(1.0)
+        if self._lanes is not None:
+            if not self._lanes.wait_idle(grace):
+                log.warning("abandoning the batches in flight", grace_s=grace)
+                self._lanes.abandon(None, 1.0)
             self._drain_outcomes(raise_errors=False)
-            self._worker.stop()
+            self._lanes.stop()
+        if self._claims is not None:
+            self._claims.stop()
         if self._consumer is not None:
-            self._consumer.close()  # leaves the group now: partitions move without a session timeout
+            self._consumer.close()
             self._consumer = None
         self._dead_letters.close()
         if self._pool is not None:
@@ -205,7 +268,7 @@ class ConsumerService:
             readiness={
                 "postgres": self._postgres_answers,
                 "kafka": self._kafka_answers,
-                "partitions_assigned": lambda: bool(self._assigned),
+                "partitions_assigned": lambda: len(self.assignment) > 0,
             },
         )
         # The group's lag as Kafka sees it (all partitions of our topics, whoever owns them).
@@ -236,64 +299,80 @@ class ConsumerService:
         while not self._stop.is_set():
             self._heartbeat = time.monotonic()
             self._drain_outcomes()
-            messages, generation = self._collect()
-            if not messages:
-                continue
-            batch = prepare_batch(messages, self.targets, self.decoders, generation=generation)
-            del messages
-            self._hand_over(batch)
+            self._drain_claims()
+            messages = self._collect()
+            for batch in self._prepare(messages):
+                self._hand_over(batch)
 
-    def _collect(self) -> tuple[list[Message], int]:
-        """Messages up to the batch bounds, and the assignment generation they belong to.
-
-        A rebalance inside consume() re-seeks every partition to its stored offset, so what
-        earlier chunks returned will come again and is dropped. The chunk of the rebalance is
-        kept (it may hold messages delivered after the new assignment, which must not be lost),
-        minus partitions no longer ours; a message in it that comes again is applied twice,
-        which the version guard makes harmless.
-        """
+    def _collect(self) -> list[Message]:
+        """Messages up to the batch bounds, from partitions that are claimed."""
         c = self.settings.consumer
         consumer = self._consumer
         assert consumer is not None
         deadline = time.monotonic() + c.batch_max_wait_s
-        generation = self._generation
-        messages: list[Message] = []
+        messages, self._carried = self._carried, []
         size = 0
         while len(messages) < c.batch_max_messages and size < c.batch_max_bytes and not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             chunk = consumer.consume(min(c.batch_max_messages - len(messages), _CONSUME_CHUNK), remaining)
-            if generation != self._generation:
-                generation = self._generation
-                messages.clear()
-                size = 0
-                chunk = [m for m in chunk if (m.topic(), m.partition()) in self._assigned]
             for message in chunk:
                 error = message.error()
                 if error is None:
                     messages.append(message)
-                    value = message.value()
-                    size += len(value) if value is not None else 0
+                    size += len(message)  # confluent_kafka: the length of the value (0 for a tombstone)
                 else:
                     _raise_if_fatal(error)
-        return messages, generation
+        return messages
 
-    def _hand_over(self, batch: PreparedBatch) -> None:
-        worker = self._worker
-        assert worker is not None
+    def _prepare(self, messages: list[Message]) -> Iterator[PartitionBatch]:
+        """One batch per partition, stamped with the claim it is applied under."""
+        by_partition: dict[TopicPartitionKey, list[Message]] = {}
+        for message in messages:
+            by_partition.setdefault((message.topic(), message.partition()), []).append(message)  # type: ignore[arg-type]
+        del messages
+        for tp, chunk in by_partition.items():
+            if not self.assignment.is_ready(tp):
+                continue  # revoked or claimed again during this poll: it will be read again
+            topic = tp[0]
+            batch = prepare_partition(chunk, [m.value() for m in chunk], self.targets[topic], self.decoders[topic])
+            batch.ownership = self.assignment.take(tp, batch.next_offset)
+            yield batch
+
+    def _hand_over(self, batch: PartitionBatch) -> None:
+        lanes = self._lanes
+        assert lanes is not None and batch.ownership is not None
+        lane = lanes.lane_for(batch.tp)
         waiting_since = time.monotonic()
-        while not self._stop.is_set() and batch.generation == self._generation:
-            if worker.offer(batch, 0.05):
+        while not self._stop.is_set() and self.assignment.is_current(batch.tp, batch.ownership.token):
+            if lane.offer(batch, 0.0):
                 if self._paused:
                     self._set_paused(False)
                 return
             self._drain_outcomes()
+            self._drain_claims()
             self._heartbeat = time.monotonic()
-            if not self._paused and (worker.retrying or time.monotonic() - waiting_since > _PAUSE_AFTER_S):
+            if not self._paused and (lanes.retrying or time.monotonic() - waiting_since > _PAUSE_AFTER_S):
                 self._set_paused(True)
             if self._paused:
                 self._poll_paused()
+            elif len(self._carried) < self.settings.consumer.batch_max_messages:
+                self._poll_ahead()
+            else:
+                time.sleep(0.01)  # a batch read ahead already: wait for the lane, not for more
+
+    def _poll_ahead(self) -> None:
+        """Serve the group (a rebalance waits for our poll) while a lane is busy; keep what comes."""
+        consumer = self._consumer
+        assert consumer is not None
+        message = consumer.poll(0.02)
+        if message is None:
+            return
+        if message.error() is not None:
+            _raise_if_fatal(message.error())
+            return
+        self._carried.append(message)
 
     def _poll_paused(self) -> None:
         """Serve the group (heartbeats, rebalances) while paused; a stray message is sought back."""
@@ -310,63 +389,126 @@ class ConsumerService:
         consumer.pause([TopicPartition(message.topic(), message.partition())])
 
     def _set_paused(self, paused: bool) -> None:
+        """Pause every assigned partition (PostgreSQL down or slow), or resume the claimed ones."""
         consumer = self._consumer
         assert consumer is not None
-        partitions = consumer.assignment()
         if paused:
+            partitions = consumer.assignment()
             consumer.pause(partitions)
             log.warning("partitions paused while PostgreSQL is unavailable", partitions=len(partitions))
         else:
+            partitions = [TopicPartition(t, p) for t, p in self.assignment.ready()]
             consumer.resume(partitions)
             log.info("partitions resumed", partitions=len(partitions))
         self._paused = paused
         metrics.PAUSED.set(1 if paused else 0)
 
+    # --- outcomes of the lanes and the claims ------------------------------------------------
+
     def _drain_outcomes(self, *, raise_errors: bool = True) -> None:
-        worker = self._worker
-        assert worker is not None
+        lanes = self._lanes
+        assert lanes is not None
         while True:
             try:
-                outcome = worker.outcomes.get_nowait()
+                outcome = lanes.outcomes.get_nowait()
             except queue.Empty:
                 return
             self._settle(outcome, raise_errors=raise_errors)
 
     def _settle(self, outcome: Outcome, *, raise_errors: bool) -> None:
-        batch = outcome.batch
-        if outcome.error is not None:
-            if isinstance(outcome.error, BatchAbandonedError) or not raise_errors:
+        batch, error = outcome.batch, outcome.error
+        if isinstance(error, (BatchAbandonedError, BatchFencedError)):
+            self._dropped(batch, error)
+            return
+        if error is not None:
+            if not raise_errors:
                 return
-            if is_transient(outcome.error):
+            if is_transient(error):
                 raise postgres.PostgresUnavailableError(
                     f"gave up after {self.settings.consumer.retry_deadline_s:.0f} s of transient errors: "
-                    f"{type(outcome.error).__name__}: {str(outcome.error).strip()}"
-                ) from outcome.error
-            raise outcome.error
+                    f"{type(error).__name__}: {str(error).strip()}"
+                ) from error
+            raise error
         result = outcome.result
         assert result is not None
         observe(result)
-        for table, count in batch.messages_by_table.items():
-            metrics.MESSAGES.labels(table).inc(count)
+        metrics.MESSAGES.labels(batch.table.name).inc(len(batch.messages))
         self._commit_to_kafka(batch)
-        with correlation(tables=batch.tables, topics=batch.topics, offsets=batch.describe_offsets()):
+        stats = result.stats
+        with correlation(tables=[batch.table.name], topics=[batch.topic], offsets=batch.describe_offsets()):
             log.info(
                 "batch applied",
-                messages=batch.messages,
+                messages=len(batch.messages),
                 compacted=batch.compacted_away,
-                rows_upserted=result.total("upserted"),
-                rows_deleted=result.total("deleted"),
-                rows_skipped_stale=result.total("stale"),
-                dead_letters=result.total("dead_letters"),
+                rows_upserted=stats.upserted,
+                rows_deleted=stats.deleted,
+                rows_skipped_stale=stats.stale,
+                dead_letters=stats.dead_letters,
                 duration_ms=round(result.duration_s * 1000, 1),
             )
 
-    def _commit_to_kafka(self, batch: PreparedBatch) -> None:
-        """Mirror the offsets PostgreSQL now holds into Kafka, for lag tools (best effort)."""
-        if self._consumer is None:
+    def _dropped(self, batch: PartitionBatch, error: BaseException) -> None:
+        """A batch that did not commit: if its claim is still ours, claim the partition again."""
+        assert batch.ownership is not None
+        current = self.assignment.is_current(batch.tp, batch.ownership.token)
+        if isinstance(error, BatchFencedError):
+            metrics.BATCHES_FENCED.labels(batch.table.name).inc()
+            with correlation(tables=[batch.table.name], topics=[batch.topic], offsets=batch.describe_offsets()):
+                log.warning("batch fenced, dropped", reason=str(error), claimed_again=current)
+        if current:
+            self._claim([batch.tp])
+
+    def _drain_claims(self) -> None:
+        claims = self._claims
+        assert claims is not None
+        while True:
+            try:
+                result = claims.results.get_nowait()
+            except queue.Empty:
+                return
+            self._claimed(result)
+
+    def _claimed(self, result: ClaimResult) -> None:
+        """Seek each partition now claimed to its stored offset and let it be read."""
+        if result.error is not None:
+            if isinstance(result.error, ClaimAbandonedError):
+                return
+            if is_transient(result.error):
+                raise postgres.PostgresUnavailableError(
+                    f"could not claim partitions for {self.settings.consumer.retry_deadline_s:.0f} s: "
+                    f"{type(result.error).__name__}: {str(result.error).strip()}"
+                ) from result.error
+            raise result.error
+        assert result.offsets is not None and self._consumer is not None
+        ready = [
+            TopicPartition(t, p, offset) for (t, p), offset in self.assignment.claimed(result.request, result.offsets)
+        ]
+        if not ready:
             return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items() if (t, p) in self._assigned]
-        if not offsets:
+        for tp in ready:
+            self._consumer.seek(tp)
+        if not self._paused:
+            self._consumer.resume([TopicPartition(tp.topic, tp.partition) for tp in ready])
+        self._mirror_to_kafka(ready)
+        log.info("partitions claimed", partitions=sorted(f"{tp.topic}:{tp.partition}@{tp.offset}" for tp in ready))
+
+    def _commit_to_kafka(self, batch: PartitionBatch) -> None:
+        """Mirror the offset PostgreSQL now holds into Kafka, for lag tools (best effort)."""
+        if self._consumer is None or batch.tp not in self.assignment:
+            return
+        try:
+            self._consumer.commit(offsets=[TopicPartition(*batch.tp, batch.next_offset)], asynchronous=True)
+        except KafkaException as exc:
+            log.warning("offset commit to Kafka failed (PostgreSQL holds them)", error=str(exc))
+
+    def _mirror_to_kafka(self, partitions: list[TopicPartition]) -> None:
+        """Commit the offsets PostgreSQL holds to Kafka as well, so lag tools read the truth.
+
+        Kafka's copy can be behind after a crash between the PostgreSQL commit and the Kafka one,
+        and then stays behind while the topic is idle: lag would show records long applied.
+        """
+        offsets = [TopicPartition(p.topic, p.partition, p.offset) for p in partitions if p.offset > 0]
+        if not offsets or self._consumer is None:
             return
         try:
             self._consumer.commit(offsets=offsets, asynchronous=True)
@@ -376,62 +518,45 @@ class ConsumerService:
     # --- rebalance callbacks (called from within consume/poll, on this thread) ---------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        stored = self._stored_offsets([p.topic for p in partitions])
-        for tp in partitions:
-            tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
-        consumer.assign(partitions)
-        self._mirror_to_kafka(consumer, partitions)
-        if self._paused:
-            consumer.pause(partitions)
-        self._assigned = {(p.topic, p.partition) for p in partitions}
-        metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
-        log.info("partitions assigned", partitions=sorted(f"{p.topic}:{p.partition}@{p.offset}" for p in partitions))
+        self._carried = []
+        consumer.incremental_assign(partitions)
+        consumer.pause(partitions)  # until claimed: they are read from the offset PostgreSQL holds
+        self._claim([(p.topic, p.partition) for p in partitions])
+        metrics.ASSIGNED_PARTITIONS.set(len(self.assignment))
+        log.info("partitions assigned", partitions=sorted(f"{p.topic}:{p.partition}" for p in partitions))
 
-    def _mirror_to_kafka(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Commit the offsets PostgreSQL holds to Kafka as well, so lag tools read the truth.
-
-        Kafka's copy can be behind after a crash between the PostgreSQL commit and the Kafka one,
-        and then stays behind while the topic is idle: lag would show records long applied.
-        """
-        offsets = [TopicPartition(p.topic, p.partition, p.offset) for p in partitions if p.offset >= 0]
-        if not offsets:
-            return
-        try:
-            consumer.commit(offsets=offsets, asynchronous=True)
-        except KafkaException as exc:
-            log.warning("offset commit to Kafka failed (PostgreSQL holds them)", error=str(exc))
+    def _claim(self, tps: list[TopicPartitionKey]) -> None:
+        claims, consumer = self._claims, self._consumer
+        assert claims is not None
+        self._carried = [m for m in self._carried if (m.topic(), m.partition()) not in tps]
+        if consumer is not None:
+            consumer.pause([TopicPartition(t, p) for t, p in tps])
+        for request in self.assignment.claim(tps):
+            claims.request(request)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._generation += 1
-        worker = self._worker
-        if worker is not None and not worker.abandon(max(self.settings.postgres.pool_timeout_s, 10.0)):
-            log.warning("the batch in flight did not finish before the rebalance")
-        if worker is not None:
-            self._drain_outcomes(raise_errors=False)
-        self._assigned = set()
-        metrics.ASSIGNED_PARTITIONS.set(0)
-        log.info("partitions revoked", partitions=len(partitions))
+        self._carried = []
+        tps = {(p.topic, p.partition) for p in partitions}
+        tokens = self.assignment.revoke(tps)
+        if self._claims is not None:
+            self._claims.cancel(tokens)
+        if self._lanes is not None:
+            if not self._lanes.abandon(tps, _REVOKE_WAIT_S):
+                log.warning("a revoked partition's statement did not stop in time (its claim is gone)")
+            self._lanes.release(tps)
+            self._drain_outcomes()
+        consumer.incremental_unassign(partitions)
+        metrics.ASSIGNED_PARTITIONS.set(len(self.assignment))
+        log.info("partitions revoked", partitions=sorted(f"{t}:{p}" for t, p in tps))
 
-    def _stored_offsets(self, topics: list[str]) -> dict[tuple[str, int], int]:
-        """Offsets stored with the rows, retried like a batch (the rebalance waits for them)."""
-        import tenacity
 
-        c = self.settings.consumer
-
-        def read() -> dict[tuple[str, int], int]:
-            with self._pool.connection() as conn:
-                rows = conn.execute(*statements.load_offsets(c.group_id, sorted(set(topics)))).fetchall()
-            return {(topic, partition): offset for topic, partition, offset in rows}
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(is_transient),
-            wait=tenacity.wait_exponential_jitter(
-                multiplier=c.retry_initial_backoff_s, max=c.retry_max_backoff_s, jitter=c.retry_initial_backoff_s
-            ),
-            stop=tenacity.stop_after_delay(c.retry_deadline_s) | tenacity.stop_when_event_set(self._stop),
-            reraise=True,
+def _check_pool_size(settings: LakesyncSettings) -> None:
+    wanted = settings.consumer.apply_parallelism + 1
+    if settings.postgres.pool_max_size < wanted:
+        raise ConfigError(
+            f"postgres.pool_max_size ({settings.postgres.pool_max_size}) must be at least "
+            f"consumer.apply_parallelism + 1 ({wanted}): each lane holds a connection, claims need one more"
         )
-        return retrying(read)
 
 
 def _check_kafka(admin: AdminClient, bootstrap: str) -> None:

@@ -4,7 +4,7 @@ Per group of staged rows (one table, one shape), inside the batch's transaction:
 
 1. `CREATE TEMP TABLE <stage> (...) ON COMMIT DROP` with the shape's columns (bytea staged as
    base64 text, decoded in SQL) and the trailer: version, commit timestamp, is-delete, is-repair;
-2. `COPY <stage> FROM STDIN`;
+2. `COPY <stage> FROM STDIN (FORMAT csv)`;
 3. one set-based upsert per kind of event present (stream, repair):
    `INSERT ... SELECT ... WHERE the change supersedes the key's tombstone ON CONFLICT (key) DO
    UPDATE ... WHERE the change supersedes the target row`;
@@ -16,12 +16,14 @@ Every guard is the order of changes/order.py rendered as a row comparison: a cha
 So an upsert of commit V replaces a tombstone of the same commit V (the commit's final state of
 the key is its image), and a delete of commit V leaves a row of commit V alone.
 
-Then the consumed offsets are upserted into lakesync.consumer_offsets, and the transaction commits.
+Around them, the partition's row of lakesync.consumer_offsets: locked first (`lock_offset`, which
+fences writers that lost the partition), advanced last (`advance_offset`); `claim_partitions`
+makes a consumer the partition's writer when it is assigned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from psycopg import sql
 
@@ -35,6 +37,7 @@ from connectors.postgres_schema import (
     OFFSETS_TABLE,
     VERSION_COLUMN,
     TableRef,
+    allowed_type,
     normalize_type,
 )
 from streaming.consumer.decode import Shape
@@ -47,14 +50,21 @@ _IS_REPAIR = sql.Identifier("_lakesync_repair")
 _OFFSETS = sql.Identifier(BOOKKEEPING_SCHEMA, OFFSETS_TABLE)
 
 
-def staging_type(pg_type: str) -> str:
+def sql_type(pg_type: str) -> sql.SQL:
+    """A type name as SQL, only from lakesync's vocabulary (decode.py refuses others first)."""
+    checked = allowed_type(pg_type)
+    if checked is None:
+        raise ValueError(f"type {pg_type!r} is outside lakesync's vocabulary")
+    return sql.SQL(checked)
+
+
+def staging_type(pg_type: str) -> sql.SQL:
     """The column type rows are staged as: the target's, except bytea (base64 text in envelopes)."""
-    normalized = normalize_type(pg_type)
-    return "text" if normalized == "bytea" else normalized
+    return sql.SQL("text") if normalize_type(pg_type) == "bytea" else sql_type(pg_type)
 
 
 def create_stage(stage: str, shape: Shape) -> sql.Composed:
-    columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(staging_type(c.pg_type))) for c in shape.columns]
+    columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), staging_type(c.pg_type)) for c in shape.columns]
     columns += [
         sql.SQL("{} bigint").format(_VERSION),
         sql.SQL("{} timestamptz").format(_COMMIT_TS),
@@ -67,7 +77,7 @@ def create_stage(stage: str, shape: Shape) -> sql.Composed:
 
 
 def copy_stage(stage: str) -> sql.Composed:
-    return sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(stage))
+    return sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(sql.Identifier(stage))
 
 
 def upsert(ref: TableRef, stage: str, shape: Shape, *, repair: bool) -> sql.Composed:
@@ -156,7 +166,7 @@ def delete(ref: TableRef, stage: str, shape: Shape, *, target_exists: bool = Tru
 def copy_target(ref: TableRef, shape: Shape) -> sql.Composed:
     """COPY straight into the target (the fast path for keys it does not hold yet)."""
     names = [sql.Identifier(c.name) for c in shape.columns] + [_VERSION, _COMMIT_TS]
-    return sql.SQL("COPY {} ({}) FROM STDIN").format(ref.identifier, sql.SQL(", ").join(names))
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(ref.identifier, sql.SQL(", ").join(names))
 
 
 def any_key_known(ref: TableRef, shape: Shape) -> sql.Composed:
@@ -168,9 +178,7 @@ def any_key_known(ref: TableRef, shape: Shape) -> sql.Composed:
     element in Python, orjson dumps the whole batch's keys in one C call.
     """
     match = sql.SQL(" AND ").join(
-        sql.SQL("x.{} = (k.j ->> {})::{}").format(
-            sql.Identifier(c.name), sql.Literal(i), sql.SQL(normalize_type(c.pg_type))
-        )
+        sql.SQL("x.{} = (k.j ->> {})::{}").format(sql.Identifier(c.name), sql.Literal(i), sql_type(c.pg_type))
         for i, c in enumerate(shape.key_columns)
     )
     probe = sql.SQL("SELECT FROM {table} x JOIN jsonb_array_elements(%s::jsonb) AS k(j) ON {match}")
@@ -180,26 +188,38 @@ def any_key_known(ref: TableRef, shape: Shape) -> sql.Composed:
     )
 
 
-def store_offsets(
-    group_id: str, next_offsets: Mapping[tuple[str, int], int]
+def claim_partitions(
+    group_id: str, topic: str, partitions: Sequence[int], owner: str
 ) -> tuple[sql.Composed, tuple[object, ...]]:
-    """Upsert the next offset per partition (statement, parameters)."""
-    items = sorted(next_offsets.items())
+    """Make `owner` the writer of these partitions; returns (partition, next_offset) per partition.
+
+    A partition never consumed gets its row now, at offset 0 (Kafka's reset policy, earliest,
+    takes a seek to 0 to the log start). The update waits for a batch of the previous owner
+    that holds the row's lock, so the offset returned is the one that batch left.
+    """
     query = sql.SQL(
-        "INSERT INTO {offsets} (group_id, topic, partition, next_offset, updated_at)"
-        " SELECT %s, topic, partition, next_offset, now()"
-        " FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS o(topic, partition, next_offset)"
-        " ON CONFLICT (group_id, topic, partition) DO UPDATE"
-        " SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at"
+        "INSERT INTO {offsets} AS o (group_id, topic, partition, next_offset, owner, updated_at)"
+        " SELECT %s, %s, p, 0, %s, now() FROM unnest(%s::int[]) AS p"
+        " ON CONFLICT (group_id, topic, partition) DO UPDATE SET owner = EXCLUDED.owner, updated_at = now()"
+        " RETURNING o.partition, o.next_offset"
     ).format(offsets=_OFFSETS)
-    return query, (group_id, [t for (t, _), _ in items], [p for (_, p), _ in items], [o for _, o in items])
+    return query, (group_id, topic, owner, sorted(partitions))
 
 
-def load_offsets(group_id: str, topics: Sequence[str]) -> tuple[sql.Composed, tuple[object, ...]]:
+def lock_offset(group_id: str, tp: tuple[str, int]) -> tuple[sql.Composed, tuple[object, ...]]:
+    """Lock a partition's offsets row for the batch's transaction; returns (next_offset, owner)."""
     query = sql.SQL(
-        "SELECT topic, partition, next_offset FROM {offsets} WHERE group_id = %s AND topic = ANY(%s)"
+        "SELECT next_offset, owner FROM {offsets} WHERE group_id = %s AND topic = %s AND partition = %s FOR UPDATE"
     ).format(offsets=_OFFSETS)
-    return query, (group_id, list(topics))
+    return query, (group_id, *tp)
+
+
+def advance_offset(group_id: str, tp: tuple[str, int], next_offset: int) -> tuple[sql.Composed, tuple[object, ...]]:
+    """Store where the partition resumes (the row is locked by lock_offset in the same transaction)."""
+    query = sql.SQL(
+        "UPDATE {offsets} SET next_offset = %s, updated_at = now() WHERE group_id = %s AND topic = %s AND partition = %s"
+    ).format(offsets=_OFFSETS)
+    return query, (next_offset, group_id, *tp)
 
 
 def purge_tombstones(ref: TableRef) -> sql.Composed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -66,13 +67,20 @@ def test_replaying_the_whole_topic_gives_the_same_table(
 
 
 def test_a_stale_upsert_after_a_delete_stays_deleted(table_settings: LakesyncSettings) -> None:
-    """The delete's version is kept as a tombstone; an older upsert arriving later is skipped."""
+    """The delete's version is kept as a tombstone; an older upsert arriving later is skipped.
+
+    The image of the delete's own commit is not stale (changes/order.py: within a commit the
+    image outranks the delete, as when an overwrite deletes and re-inserts a key).
+    """
     name, topic = name_of(table_settings), topic_of(table_settings)
     produce(table_settings, topic, [upsert(name, 1, 1), upsert(name, 2, 1), *delete(name, 1, 5)])
     run_until_caught_up(table_settings, topic)
-    produce(table_settings, topic, [upsert(name, 1, 4), upsert(name, 1, 5)])
+    produce(table_settings, topic, [upsert(name, 1, 4), upsert(name, 1, 3)])
     run_until_caught_up(table_settings, topic)
     assert [r[0] for r in rows(table_settings, name)] == [2]
+    produce(table_settings, topic, [upsert(name, 1, 5, name="same commit")])
+    run_until_caught_up(table_settings, topic)
+    assert rows(table_settings, name)[0] == (1, "same commit", Decimal("1.00"), 5)
     produce(table_settings, topic, [upsert(name, 1, 6, name="back")])
     run_until_caught_up(table_settings, topic)
     assert rows(table_settings, name)[0] == (1, "back", Decimal("1.00"), 6)
@@ -178,3 +186,42 @@ def test_a_key_that_appears_between_the_probe_and_the_copy_is_merged(
     produce(table_settings, topic, [upsert(name, 1, 2, name="newer"), upsert(name, 3, 1)])
     run_until_caught_up(table_settings, topic)
     assert [(r[0], r[1], r[3]) for r in rows(table_settings, name)] == [(1, "newer", 2), (2, "v1", 1), (3, "v1", 1)]
+
+
+def _malformed(name: str, shape: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """One malformed record of `shape`, made from a valid upsert of key 50 by editing its JSON."""
+    key, value, headers = upsert(name, 50, 1)
+    body = json.loads(value)
+    if shape == "key-other-name":
+        body["key"] = {"person_id": 50}
+    elif shape == "key-other-count":
+        body["key"] = {"id": 50, "name": "v1"}
+    elif shape == "key-not-scalar":
+        body["key"] = {"id": [50]}
+    elif shape == "unknown-type":
+        body["columns"] = body["columns"].replace("text", "text); DROP TABLE people; --")
+    elif shape == "key-disagrees-with-after":
+        body["after"]["id"] = 51
+    return key, json.dumps(body).encode(), headers
+
+
+@pytest.mark.parametrize(
+    "shape", ["key-other-name", "key-other-count", "key-not-scalar", "unknown-type", "key-disagrees-with-after"]
+)
+def test_a_malformed_record_is_dead_lettered_and_its_neighbours_applied(
+    table_settings: LakesyncSettings, shape: str
+) -> None:
+    """Each malformed shape goes to the dead-letter topic with its headers; the service keeps going."""
+    name, topic = name_of(table_settings), topic_of(table_settings)
+    bad = _malformed(name, shape)
+    produce(
+        table_settings,
+        topic,
+        [upsert(name, k, 1) for k in range(1, 40)] + [bad] + [upsert(name, k, 2) for k in range(1, 40)],
+    )
+    run_until_caught_up(table_settings, topic)
+    assert rows(table_settings, name) == [(k, "v2", Decimal("1.00"), 2) for k in range(1, 40)]
+    letter = read_dead_letters(table_settings, {bad[1]})[bad[1]]
+    assert letter[dlq.HEADER_ERROR_CLASS] == "EnvelopeError" and dlq.HEADER_SQLSTATE not in letter
+    assert letter[dlq.HEADER_TABLE] == name and letter[dlq.HEADER_TOPIC] == topic
+    assert int(letter[dlq.HEADER_OFFSET]) >= 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -162,14 +164,15 @@ def test_postgres_down_for_20_seconds_the_service_recovers_alone(
 def test_two_instances_share_the_partitions_and_agree(table_settings: LakesyncSettings) -> None:
     """Two members of one group each get partitions; together they write the expected table."""
     name, topic = table_settings.tables[0].name, table_settings.tables[0].topic_name
-    settings = make_settings(table_settings, name, batch_max_messages=500)
+    first = make_settings(table_settings, name, batch_max_messages=500, group_instance_id="one")
+    second = make_settings(table_settings, name, batch_max_messages=500, group_instance_id="two")
     messages, expected = backlog(name, 1500, 3)
-    with running(settings) as one, running(settings) as two:
-        wait_until(lambda: bool(one._assigned) and bool(two._assigned), 60, "both members assigned")
-        assert not (one._assigned & two._assigned)
-        produce(settings, topic, messages)
-        wait_caught_up(settings, topic)
-    assert rows(settings, name) == expected
+    with running(first) as one, running(second) as two:
+        wait_until(lambda: bool(one.assignment.ready()) and bool(two.assignment.ready()), 60, "both members claimed")
+        assert not set(one.assignment.partitions()) & set(two.assignment.partitions())
+        produce(first, topic, messages)
+        wait_caught_up(first, topic)
+    assert rows(first, name) == expected
 
 
 def test_a_type_change_stops_the_service_with_exit_3_and_the_fix(
@@ -224,3 +227,109 @@ def test_start_up_fails_fast_with_one_line(table_settings: LakesyncSettings, tmp
     data["tables"] = []
     no_tables = consume(LakesyncSettings(**data))
     assert no_tables.returncode == 2 and "no table configured" in no_tables.stderr
+
+
+def first_batch_after(log: Path, started_at: float, timeout_s: float) -> float:
+    """Seconds from `started_at` (wall clock) until the log shows a batch applied."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines() if log.exists() else []:
+            if '"batch applied"' in line:
+                event = json.loads(line)
+                stamp = dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+                return stamp - started_at
+        time.sleep(0.1)
+    raise AssertionError(f"no batch applied within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def test_a_consumer_killed_and_restarted_applies_again_within_ten_seconds(
+    table_settings: LakesyncSettings, tmp_path: Path
+) -> None:
+    """Static membership: the restarted member (same group.instance.id) gets its partitions back at
+    once instead of after the session timeout (30 s here), claims them and applies."""
+    name, topic = table_settings.tables[0].name, table_settings.tables[0].topic_name
+    settings = make_settings(
+        table_settings, name, batch_max_messages=300, group_instance_id="restart-me", session_timeout_s=30.0
+    )
+    messages, expected = backlog(name, 3000, 4)
+    produce(settings, topic, messages)
+    config = write_config(tmp_path / "lakesync.toml", settings)
+    first = start_cli(config, tmp_path / "first.log")
+    wait_until(lambda: applied_so_far(settings) > 1000, 60, "some batches applied")
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+    assert applied_so_far(settings) < len(messages), "the kill must land mid-run"
+
+    restarted_at = time.time()
+    second = start_cli(config, tmp_path / "second.log")
+    try:
+        resumed_after = first_batch_after(tmp_path / "second.log", restarted_at, 30)
+        assert resumed_after < 10, f"applied again only {resumed_after:.1f} s after the restart"
+        wait_caught_up(settings, topic, 90)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(15) == 0
+    assert rows(settings, name) == expected
+
+
+def test_postgres_down_during_a_rebalance_the_member_survives_and_converges(
+    settings: LakesyncSettings, unique_name: str, scratch_root: Path, tmp_path: Path
+) -> None:
+    """PostgreSQL stops, a member leaves (rebalance), PostgreSQL starts again: the remaining member
+    never exits, /healthz stays 200 throughout, and it claims and applies everything."""
+    server = PostgresServer(scratch_root / f"pg-rebalance-{unique_name}")
+    server.start()
+    try:
+        data = settings.model_dump()
+        data["postgres"].update(port=server.port, password=server.password)
+        base = LakesyncSettings(**data)
+        http_port = free_port()
+        stays = make_settings(
+            base,
+            unique_name,
+            batch_max_messages=500,
+            http_port=http_port,
+            http_host="127.0.0.1",
+            group_instance_id="stays",
+        )
+        leaves = make_settings(
+            base, unique_name, batch_max_messages=500, group_instance_id=""
+        )  # dynamic: leaves on stop
+        topic = stays.tables[0].topic_name
+        create_topic(stays, topic)
+        messages, expected = backlog(unique_name, 2000, 3)
+        produce(stays, topic, messages[:2000])
+        stay = start_cli(write_config(tmp_path / "stays.toml", stays), tmp_path / "stays.log")
+        leave = start_cli(write_config(tmp_path / "leaves.toml", leaves), tmp_path / "leaves.log")
+        try:
+            wait_caught_up(stays, topic, 60)
+            wait_until(
+                lambda: "partitions claimed" in (tmp_path / "leaves.log").read_text(), 30, "both members claimed"
+            )
+            port = server.port
+            server.stop()
+            produce(stays, topic, messages[2000:])
+            leave.send_signal(signal.SIGTERM)
+            assert leave.wait(15) == 0
+            health = []
+            until = time.monotonic() + 20
+            while time.monotonic() < until:
+                health.append(http_status(http_port, "/healthz"))
+                assert stay.poll() is None, "the member must survive the outage"
+                time.sleep(1)
+            log = (tmp_path / "stays.log").read_text()
+            assert log.count('"partitions assigned"') >= 2, "the rebalance happened during the outage"
+            assert '"claiming partitions failed, retrying"' in log
+            server.start()
+            assert server.port == port
+            wait_caught_up(stays, topic, 90)
+            assert set(health) == {200} and http_status(http_port, "/healthz") == 200
+            assert stay.poll() is None
+        finally:
+            for process in (stay, leave):
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(15)
+        assert rows(stays, unique_name) == expected
+    finally:
+        server.stop()

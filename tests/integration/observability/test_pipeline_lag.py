@@ -91,7 +91,9 @@ def pipeline(spark: Any, settings: LakesyncSettings, tmp_path_factory: pytest.Te
         state_dir=root / "state",
         kafka={"topic_partitions": 3},
         stream={"trigger_interval_s": 1.0, "http_port": free_port()},
-        consumer={"http_port": free_port(), "http_host": "127.0.0.1"},
+        # Dynamic membership: a stopped consumer leaves the group at once (a static member would
+        # stay a member for session_timeout_s), which the STOP verdict below relies on.
+        consumer={"http_port": free_port(), "http_host": "127.0.0.1", "group_instance_id": ""},
     )
     lag_settings = lag_settings.model_copy(
         update={"tables": [lag_settings.tables[0].model_copy(update={"source_path": path})]}

@@ -155,3 +155,31 @@ def test_two_mappings_in_one_job_keep_both_in_step(
     assert latest_by_key(read_topic(settings.kafka, people.topic_name)).keys() == {(1,), (2,)}
     city_events = latest_by_key(read_topic(settings.kafka, cities.topic_name))
     assert city_events[("NA",)].op is Op.DELETE and city_events[("RE",)].op is Op.UPSERT
+
+
+def test_progress_never_goes_back_and_an_idle_stream_has_published_the_latest_version(
+    spark: Any,
+    make_settings: Callable[..., LakesyncSettings],
+    mapping: Callable[..., TableMapping],
+    run_once: Callable[[LakesyncSettings], None],
+) -> None:
+    """Restarts with nothing new keep the progress; version lag 0 and reconcile pins the latest."""
+    from batch.reconcile import choose_version
+    from streaming.publisher import source
+    from streaming.publisher.metrics import version_lag
+
+    table = mapping()
+    settings = make_settings(tables=[table])
+    create(spark, table.source, [(1, "a", "x"), (2, "b", "y")])
+    sql(spark, "UPDATE {t} SET name = 'c' WHERE id = 1", table.source)
+    sql(spark, "DELETE FROM {t} WHERE id = 2", table.source)
+    run_once(settings)
+    latest = source.latest_version(spark, table)
+    first = read_progress(settings.postgres, stream_target(table))
+    assert first is not None and (first.completed_version, first.published_version) == (latest, latest)
+    for _ in range(2):  # restarts that read nothing new
+        run_once(settings)
+        again = read_progress(settings.postgres, stream_target(table))
+        assert again is not None and (again.completed_version, again.published_version) == (latest, latest)
+    assert version_lag(latest, again.published_version, table.starting_version) == 0
+    assert choose_version(settings, table, None) == (latest, "stream progress")

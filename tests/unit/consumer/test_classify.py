@@ -12,13 +12,17 @@ from streaming.consumer.classify import Failure, classify
 from streaming.consumer.errors import DeadLetterDeliveryError, UnconvertibleValueError
 
 
-@pytest.mark.parametrize("sqlstate", ["08006", "08001", "40001", "40P01", "57P01", "53300", "57P03", "53100"])
+@pytest.mark.parametrize(
+    "sqlstate", ["08006", "08001", "40001", "40P01", "57P01", "53300", "57P03", "53100", "55P03", "57014"]
+)
 def test_connection_serialization_and_operator_conditions_are_transient(sqlstate: str) -> None:
+    """Lock and statement timeouts (55P03, 57014) and a cancel on revoke are retried, not fatal."""
     assert classify(errors.lookup(sqlstate)("whatever the text")) is Failure.TRANSIENT
 
 
-@pytest.mark.parametrize("sqlstate", ["22P02", "22003", "22021", "23505", "23502", "23514"])
+@pytest.mark.parametrize("sqlstate", ["22P02", "22003", "22021", "23505", "23502", "23514", "21000"])
 def test_data_and_integrity_errors_are_poison(sqlstate: str) -> None:
+    """21000: two staged rows PostgreSQL sees as one key (e.g. numeric "1.0" and "1.00"); bisection parts them."""
     assert classify(errors.lookup(sqlstate)("server closed the connection")) is Failure.POISON
 
 

@@ -12,7 +12,6 @@ import pytest
 
 from changes.envelope import ChangeEvent, EnvelopeError, Op, decode_event, decode_value, encode_event, tombstone_headers
 from changes.type_mapping import TargetColumn
-from connectors.postgres_schema import SchemaMismatchError
 from streaming.consumer.decode import KEY, ORDER, ROW, SHAPE, TableDecoder
 
 COLUMNS = (
@@ -178,7 +177,78 @@ def test_wrong_table_null_key_and_tombstone_without_headers_are_poison() -> None
         decoder.decode(FakeMessage(b'{"id":7}', None, []))
 
 
-def test_a_key_that_does_not_match_the_mapping_is_a_schema_problem() -> None:
-    """Envelopes keyed differently from key_columns stop the service (not a poison record)."""
-    with pytest.raises(SchemaMismatchError, match="rebuild --table people"):
-        TableDecoder("people", ["person_id"]).decode(message(event()))
+def body_of(ev: ChangeEvent) -> dict:
+    return json.loads(encode_event(ev)[1])
+
+
+def with_body(body: dict) -> FakeMessage:
+    return FakeMessage(b'{"id":7}', json.dumps(body).encode(), [])
+
+
+@pytest.mark.parametrize(
+    ("key", "mapping"),
+    [({"person_id": 7}, ["id"]), ({"id": 7, "extra": 1}, ["id"]), ({"id": 7}, ["id", "name"])],
+    ids=["other-name", "more-columns", "fewer-columns"],
+)
+def test_a_key_with_other_columns_than_the_mapping_is_a_poison_record(key: dict, mapping: list[str]) -> None:
+    """Keyed differently from key_columns: that record is dead-lettered, the service keeps going."""
+    body = body_of(event())
+    body["key"] = key
+    with pytest.raises(EnvelopeError, match="key"):
+        TableDecoder("people", mapping).decode(with_body(body))
+
+
+@pytest.mark.parametrize("value", [[7], {"n": 7}], ids=["list", "object"])
+def test_a_non_scalar_key_value_is_a_poison_record(value: object) -> None:
+    body = body_of(event())
+    body["key"] = {"id": value}
+    with pytest.raises(EnvelopeError, match="scalar"):
+        TableDecoder("people", ["id"]).decode(with_body(body))
+
+
+@pytest.mark.parametrize(
+    "pg_type",
+    ["text); DROP TABLE people; --", "money", "varchar(10)", "numeric(1001,2)", "numeric(5,6)", "int8"],
+)
+def test_an_unknown_type_name_in_columns_is_a_poison_record(pg_type: str) -> None:
+    """Type names are checked against lakesync's vocabulary before any SQL is built."""
+    columns = tuple(TargetColumn(c.name, pg_type if c.name == "name" else c.pg_type) for c in COLUMNS)
+    ev = ChangeEvent(op=Op.UPSERT, table="people", key=(7,), key_names=("id",), version=3, columns=columns)
+    body = body_of(ev)
+    body["after"] = {"id": 7, "name": "x"}
+    with pytest.raises(EnvelopeError, match="type"):
+        TableDecoder("people", ["id"]).decode(with_body(body))
+
+
+def test_an_unknown_key_type_in_a_tombstone_is_a_poison_record() -> None:
+    msg = FakeMessage(b'{"id":7}', None, tombstone_headers("people", 9, ["bigint; DROP TABLE x"]))
+    with pytest.raises(EnvelopeError, match="type"):
+        TableDecoder("people", ["id"]).decode(msg)
+
+
+@pytest.mark.parametrize("name", ["_lakesync_version", "x" * 64, ""], ids=["reserved", "too-long", "empty"])
+def test_a_column_name_postgres_would_refuse_or_truncate_is_a_poison_record(name: str) -> None:
+    columns = (*COLUMNS, TargetColumn(name, "text"))
+    ev = ChangeEvent(
+        op=Op.UPSERT, table="people", key=(7,), key_names=("id",), version=3, after={"id": 7}, columns=columns
+    )
+    with pytest.raises(EnvelopeError, match="column name"):
+        TableDecoder("people", ["id"]).decode(with_body(body_of(ev)))
+
+
+def test_a_key_that_disagrees_with_the_after_image_is_a_poison_record() -> None:
+    """`key` says 7, the row says 8: which row would it be? Neither: dead-letter it."""
+    body = body_of(event())
+    body["after"]["id"] = 8
+    with pytest.raises(EnvelopeError, match="after"):
+        TableDecoder("people", ["id"]).decode(with_body(body))
+
+
+def test_equivalent_type_spellings_share_one_checked_shape() -> None:
+    """Type names are normalized when checked: the shape carries what the allow-list returned."""
+    columns = (TargetColumn("id", "BIGINT"), TargetColumn("at", "timestamp with time zone"))
+    ev = ChangeEvent(
+        op=Op.UPSERT, table="people", key=(7,), key_names=("id",), version=1, after={"id": 7}, columns=columns
+    )
+    shape = TableDecoder("people", ["id"]).decode(message(ev))[SHAPE]
+    assert [c.pg_type for c in shape.columns] == ["bigint", "timestamptz"]

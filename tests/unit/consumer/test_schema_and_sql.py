@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from psycopg import sql
 
 from changes.type_mapping import TargetColumn
 from connectors.postgres_schema import (
@@ -11,6 +10,7 @@ from connectors.postgres_schema import (
     SchemaMismatchError,
     TableRef,
     _column_definition,
+    allowed_type,
     normalize_type,
     plan_table,
     tombstone_table_name,
@@ -65,6 +65,28 @@ def test_types_outside_the_vocabulary_never_reach_ddl() -> None:
         _column_definition(TargetColumn("x", "text); DROP TABLE people; --"))
 
 
+def test_types_outside_the_vocabulary_never_reach_batch_statements() -> None:
+    """A second guard behind the decoder's: the statements refuse what the allow-list refuses."""
+    shape = Shape((TargetColumn("id", "bigint"), TargetColumn("x", "text); DROP TABLE people; --")), 1)
+    with pytest.raises(ValueError, match="vocabulary"):
+        statements.create_stage("stage", shape)
+    key_shape = Shape((TargetColumn("id", "int8"),), 1)
+    with pytest.raises(ValueError, match="vocabulary"):
+        statements.any_key_known(REF, key_shape)
+
+
+@pytest.mark.parametrize(
+    ("given", "allowed"),
+    [
+        ("numeric(12, 2)", "numeric(12,2)"),
+        ("NUMERIC(1000,0)", "numeric(1000,0)"),
+        ("Double  Precision", "double precision"),
+    ],
+)
+def test_the_allow_list_normalizes_what_it_accepts(given: str, allowed: str) -> None:
+    assert allowed_type(given) == allowed
+
+
 def test_tombstone_table_names_fit_postgres_limits_and_stay_distinct() -> None:
     assert tombstone_table_name(REF) == "tombstones:public.people"
     long_a, long_b = TableRef("s", "a" * 70), TableRef("s", "a" * 69 + "b")
@@ -90,10 +112,16 @@ def test_staging_stages_bytea_as_text() -> None:
     assert '"blob" text' in ddl and "ON COMMIT DROP" in ddl
 
 
-def test_offsets_are_stored_as_one_statement_with_arrays() -> None:
-    query, params = statements.store_offsets("g", {("t", 1): 10, ("t", 0): 5})
-    assert isinstance(query, sql.Composed)
-    assert params == ("g", ["t", "t"], [0, 1], [5, 10])
+def test_a_batch_locks_its_partition_row_first_and_advances_it_last() -> None:
+    """The fence: FOR UPDATE on the partition's offsets row; the claim writes the owner, never the offset."""
+    lock, lock_params = statements.lock_offset("g", ("t", 1))
+    assert "FOR UPDATE" in lock.as_string(None) and lock_params == ("g", "t", 1)
+    advance, params = statements.advance_offset("g", ("t", 1), 42)
+    assert advance.as_string(None).startswith("UPDATE") and params == (42, "g", "t", 1)
+    claim, claim_params = statements.claim_partitions("g", "t", [2, 0], "host:1/abc")
+    text = claim.as_string(None)
+    assert "SET owner = EXCLUDED.owner," in text and "next_offset =" not in text.split("DO UPDATE")[1]
+    assert claim_params == ("g", "t", "host:1/abc", [0, 2])
 
 
 def test_consumer_settings_defaults_and_validation() -> None:
