@@ -11,7 +11,9 @@
    one, never a partial one. The old table is dropped after the swap has committed.
    The stream's state (streaming/publisher/state_store.py) is loaded the same way into a shadow
    state table with V's rows, swapped in by the same transaction, which also sets the table's
-   stream progress to V (resume there, state seeded).
+   stream progress to V (resume there, state seeded) and the target's floor to V
+   (`lakesync.target_floors`): events at or before V that the consumer has not applied yet — an
+   upsert of a key deleted before V, say — never apply over the rebuilt table.
 5. The files beside the checkpoint follow (state_dir.py): V's source schema is recorded and the
    checkpoint removed. The stream resumes right after V, so nothing is skipped and nothing is
    applied twice.
@@ -41,7 +43,9 @@ from connectors.postgres_schema import (
     VERSION_COLUMN,
     TableRef,
     create_target_table,
+    ensure_floors,
     lock_ddl,
+    set_floor,
 )
 from lakesync.config import LakesyncSettings, TableMapping
 from lakesync.errors import LakesyncError
@@ -257,6 +261,9 @@ def _swap(
         )
         ensure_progress_table(conn)
         reset_progress(conn, live_state.target, version)
+        # Events at or before V still waiting in Kafka must not apply over the rebuilt table.
+        ensure_floors(conn)
+        set_floor(conn, live, version)
     _drop(settings, old)
     _rename_key_constraint(settings, live, shadow)
 

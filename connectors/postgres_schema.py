@@ -32,6 +32,7 @@ from lakesync.errors import LakesyncError
 
 BOOKKEEPING_SCHEMA = "lakesync"
 OFFSETS_TABLE = "consumer_offsets"
+FLOORS = sql.Identifier(BOOKKEEPING_SCHEMA, "target_floors")
 VERSION_COLUMN = "_lakesync_version"
 COMMIT_TS_COLUMN = "_lakesync_commit_ts"
 DELETED_AT_COLUMN = "_lakesync_deleted_at"
@@ -64,6 +65,17 @@ class TableRef:
     @property
     def tombstones(self) -> sql.Identifier:
         return sql.Identifier(BOOKKEEPING_SCHEMA, tombstone_table_name(self))
+
+    @property
+    def floor_key(self) -> str:
+        """The target's row in `lakesync.target_floors`.
+
+        A rebuild loads the target at version V and records V as its floor: it re-asserts every
+        key at V, like a repair of the whole table (position (V, REPAIR_RANK)), so an event at or
+        before V still waiting in Kafka — an upsert of a key deleted before V, which nothing would
+        delete again — never applies over it.
+        """
+        return f"{self.schema}.{self.table}"
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.table}"
@@ -150,9 +162,10 @@ def lock_ddl(conn: psycopg.Connection) -> None:
 
 
 def ensure_bookkeeping(conn: psycopg.Connection) -> None:
-    """The `lakesync` schema and its offsets table."""
+    """The `lakesync` schema, its offsets table and the targets' floors."""
     lock_ddl(conn)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BOOKKEEPING_SCHEMA)))
+    ensure_floors(conn)
     offsets = sql.Identifier(BOOKKEEPING_SCHEMA, OFFSETS_TABLE)
     conn.execute(
         sql.SQL(
@@ -172,6 +185,24 @@ def ensure_bookkeeping(conn: psycopg.Connection) -> None:
     ).fetchone()
     if has_owner is None:
         conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN owner text").format(offsets))
+
+
+def ensure_floors(conn: psycopg.Connection) -> None:
+    """`lakesync.target_floors`: per target, the version a rebuild loaded (see `TableRef.floor`)."""
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BOOKKEEPING_SCHEMA)))
+    conn.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} (target text PRIMARY KEY, version bigint NOT NULL)").format(FLOORS)
+    )
+
+
+def set_floor(conn: psycopg.Connection, ref: TableRef, version: int) -> None:
+    """The target now holds the source at `version` (a rebuild): no change at or before it applies."""
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (target, version) VALUES (%s, %s) ON CONFLICT (target) DO UPDATE SET version = EXCLUDED.version"
+        ).format(FLOORS),
+        (ref.floor_key, version),
+    )
 
 
 def describe_table(conn: psycopg.Connection, ref: TableRef) -> ExistingTable | None:

@@ -24,7 +24,6 @@ Arrow's writer (one C++ call per part), never formatted value by value in Python
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -176,7 +175,6 @@ class BatchApplier:
         self._schemas = schemas
         self._dead_letters = dead_letters
         self._group_id = group_id
-        self._stages = itertools.count()
         self._direct = DirectCopyPolicy()
 
     def apply(self, conn: psycopg.Connection, batch: PartitionBatch) -> BatchResult:
@@ -255,8 +253,9 @@ class BatchApplier:
     def _keys_known(self, conn: psycopg.Connection, group: StagedGroup, part: pa.Table) -> bool:
         columns = [part[c.name].to_pylist() for c in group.shape.key_columns]
         keys = orjson.dumps(list(zip(*columns, strict=True))).decode()
-        # The keys go in twice: once for the target, once for its tombstones.
-        row = conn.execute(statements.any_key_known(group.table.ref, group.shape), (keys, keys)).fetchone()
+        # The keys go in twice: once for the target, once for its tombstones; then the oldest version.
+        oldest = pc.min(part[VERSION]).as_py()
+        row = conn.execute(statements.any_key_known(group.table.ref, group.shape), (keys, keys, oldest)).fetchone()
         known = bool(row and row[0])
         if known:
             self._direct.found_keys(group)
@@ -270,9 +269,10 @@ class BatchApplier:
 
     def _merge(self, conn: psycopg.Connection, group: StagedGroup, part: pa.Table, target_exists: bool) -> TableStats:
         """Stage the rows, then one version-guarded upsert per kind and one guarded delete."""
-        stage = f"lakesync_stage_{next(self._stages)}"
         ref, shape = group.table.ref, group.shape
+        stage = statements.stage_name(shape)
         conn.execute(statements.create_stage(stage, shape))
+        conn.execute(statements.empty_stage(stage))
         _copy(conn, statements.copy_stage(stage), part.drop_columns([MESSAGE_INDEX]))
         deletes = _count(part[IS_DELETE])
         repairs = _count(pc.and_not(part[IS_REPAIR], part[IS_DELETE]))

@@ -2,8 +2,11 @@
 
 Per group of staged rows (one table, one shape), inside the batch's transaction:
 
-1. `CREATE TEMP TABLE <stage> (...) ON COMMIT DROP` with the shape's columns (bytea staged as
-   base64 text, decoded in SQL) and the trailer: version, commit timestamp, is-delete, is-repair;
+1. `CREATE TEMP TABLE IF NOT EXISTS <stage> (...) ON COMMIT DELETE ROWS` with the shape's
+   columns (bytea staged as base64 text, decoded in SQL) and the trailer: version, commit
+   timestamp, is-delete, is-repair — one stage per shape and connection, emptied (`TRUNCATE`)
+   before each part, so isolating many poison records in one transaction holds a bounded number
+   of locks instead of one table's per part;
 2. `COPY <stage> FROM STDIN (FORMAT csv)`;
 3. one set-based upsert per kind of event present (stream, repair):
    `INSERT ... SELECT ... WHERE the change supersedes the key's tombstone ON CONFLICT (key) DO
@@ -14,7 +17,9 @@ Every guard is the order of changes/order.py rendered as a row comparison: a cha
 `(version, rank)` supersedes a target row at `(_lakesync_version, IMAGE_RANK)` or a tombstone at
 `(_lakesync_version, DELETE_RANK)` when its position is greater (a repair's: greater or equal).
 So an upsert of commit V replaces a tombstone of the same commit V (the commit's final state of
-the key is its image), and a delete of commit V leaves a row of commit V alone.
+the key is its image), and a delete of commit V leaves a row of commit V alone. A target's floor
+(`lakesync.target_floors`, written by a rebuild at V) is a repair of every key at V: a change
+applies only if it supersedes that position too.
 
 Around them, the partition's row of lakesync.consumer_offsets: locked first (`lock_offset`, which
 fences writers that lost the partition), advanced last (`advance_offset`); `claim_partitions`
@@ -23,6 +28,7 @@ makes a consumer the partition's writer when it is assigned.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from psycopg import sql
@@ -34,6 +40,7 @@ from connectors.postgres_schema import (
     BOOKKEEPING_SCHEMA,
     COMMIT_TS_COLUMN,
     DELETED_AT_COLUMN,
+    FLOORS,
     OFFSETS_TABLE,
     VERSION_COLUMN,
     TableRef,
@@ -63,6 +70,16 @@ def staging_type(pg_type: str) -> sql.SQL:
     return sql.SQL("text") if normalize_type(pg_type) == "bytea" else sql_type(pg_type)
 
 
+def stage_name(shape: Shape) -> str:
+    """The staging table of a shape: the same name for the same columns, on every connection."""
+    described = ";".join(f"{c.name}:{normalize_type(c.pg_type)}" for c in shape.columns)
+    return "lakesync_stage_" + hashlib.sha256(described.encode()).hexdigest()[:16]
+
+
+def empty_stage(stage: str) -> sql.Composed:
+    return sql.SQL("TRUNCATE {}").format(sql.Identifier(stage))
+
+
 def create_stage(stage: str, shape: Shape) -> sql.Composed:
     columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), staging_type(c.pg_type)) for c in shape.columns]
     columns += [
@@ -71,7 +88,7 @@ def create_stage(stage: str, shape: Shape) -> sql.Composed:
         sql.SQL("{} boolean").format(_IS_DELETE),
         sql.SQL("{} boolean").format(_IS_REPAIR),
     ]
-    return sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
+    return sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
         sql.Identifier(stage), sql.SQL(", ").join(columns)
     )
 
@@ -92,6 +109,7 @@ def upsert(ref: TableRef, stage: str, shape: Shape, *, repair: bool) -> sql.Comp
         " SELECT {values}, s.{version}, s.{commit_ts} FROM {stage} s"
         " WHERE NOT s.{is_delete} AND s.{is_repair} = {repair}"
         " AND NOT EXISTS (SELECT FROM {tombstones} d WHERE {key_match_d} AND NOT {over_tombstone})"
+        " AND {over_floor}"
         " ON CONFLICT ({keys}) DO UPDATE SET {updates}"
         " WHERE {over_row}"
     ).format(
@@ -107,6 +125,7 @@ def upsert(ref: TableRef, stage: str, shape: Shape, *, repair: bool) -> sql.Comp
         tombstones=ref.tombstones,
         key_match_d=_key_match("d", shape.key_columns),
         over_tombstone=supersedes(_at("s", change_rank), _at("d", DELETE_RANK), repair=repair),
+        over_floor=_over_floor(ref, _at("s", change_rank), repair=repair),
         keys=sql.SQL(", ").join(names[: shape.key_count]),
         updates=sql.SQL(", ").join(updates),
         over_row=supersedes(_at("EXCLUDED", change_rank), _at("t", IMAGE_RANK), repair=repair),
@@ -128,13 +147,15 @@ def delete(ref: TableRef, stage: str, shape: Shape, *, target_exists: bool = Tru
     superseded = sql.SQL("false")
     if target_exists:
         removed = sql.SQL(
-            "DELETE FROM {target} t USING {stage} s WHERE s.{is_delete} AND {key_match_t} AND {over_row} RETURNING 1"
+            "DELETE FROM {target} t USING {stage} s WHERE s.{is_delete} AND {key_match_t} AND {over_row}"
+            " AND {over_floor} RETURNING 1"
         ).format(
             target=ref.identifier,
             stage=sql.Identifier(stage),
             is_delete=_IS_DELETE,
             key_match_t=_key_match("t", shape.key_columns),
             over_row=supersedes(deleting, _at("t", IMAGE_RANK), repair=is_repair),
+            over_floor=_over_floor(ref, deleting, repair=is_repair),
         )
         superseded = sql.SQL("EXISTS (SELECT FROM {target} t WHERE {key_match_t} AND NOT {over_row})").format(
             target=ref.identifier,
@@ -147,12 +168,14 @@ def delete(ref: TableRef, stage: str, shape: Shape, *, target_exists: bool = Tru
         "WITH removed AS ({removed}),"
         " marked AS (INSERT INTO {tombstones} AS d ({keys}, {version}, {deleted_at})"
         " SELECT {key_values}, s.{version}, now() FROM {stage} s WHERE s.{is_delete} AND NOT {superseded}"
+        " AND {over_floor}"
         " ON CONFLICT ({keys}) DO UPDATE SET {version} = EXCLUDED.{version}, {deleted_at} = EXCLUDED.{deleted_at}"
         " WHERE d.{version} < EXCLUDED.{version} RETURNING 1)"
         " SELECT (SELECT count(*) FROM removed), (SELECT count(*) FROM marked)"
     ).format(
         removed=removed,
         superseded=superseded,
+        over_floor=_over_floor(ref, deleting, repair=is_repair),
         stage=sql.Identifier(stage),
         is_delete=_IS_DELETE,
         version=_VERSION,
@@ -170,21 +193,28 @@ def copy_target(ref: TableRef, shape: Shape) -> sql.Composed:
 
 
 def any_key_known(ref: TableRef, shape: Shape) -> sql.Composed:
-    """Does the target hold, or the tombstones remember, any of the keys passed as JSON?
+    """Does the target hold, or the tombstones remember, any of the keys passed as JSON, or does
+    its floor reach the part's oldest version (then the guarded merge must decide)?
 
     Parameters: the keys as one JSON array of arrays (one [value, ...] per key, in key column
     order; each value's text cast back to the column's type), given twice: for the target, then
-    for its tombstones. JSON rather than a text[] per column: psycopg dumps a list element by
-    element in Python, orjson dumps the whole batch's keys in one C call.
+    for its tombstones; then the part's oldest version. JSON rather than a text[] per column:
+    psycopg dumps a list element by element in Python, orjson dumps the whole batch's keys in one
+    C call.
     """
     match = sql.SQL(" AND ").join(
         sql.SQL("x.{} = (k.j ->> {})::{}").format(sql.Identifier(c.name), sql.Literal(i), sql_type(c.pg_type))
         for i, c in enumerate(shape.key_columns)
     )
     probe = sql.SQL("SELECT FROM {table} x JOIN jsonb_array_elements(%s::jsonb) AS k(j) ON {match}")
-    return sql.SQL("SELECT EXISTS ({target}) OR EXISTS ({tombstones})").format(
+    return sql.SQL(
+        "SELECT EXISTS ({target}) OR EXISTS ({tombstones})"
+        " OR EXISTS (SELECT FROM {floors} f WHERE f.target = {floor_key} AND f.version >= %s)"
+    ).format(
         target=probe.format(table=ref.identifier, match=match),
         tombstones=probe.format(table=ref.tombstones, match=match),
+        floors=FLOORS,
+        floor_key=sql.Literal(ref.floor_key),
     )
 
 
@@ -225,6 +255,14 @@ def advance_offset(group_id: str, tp: tuple[str, int], next_offset: int) -> tupl
 def purge_tombstones(ref: TableRef) -> sql.Composed:
     """Forget deletes older than the retention (parameter: seconds)."""
     return sql.SQL("DELETE FROM {} WHERE {} < now() - make_interval(secs => %s)").format(ref.tombstones, _DELETED_AT)
+
+
+def _over_floor(ref: TableRef, change: SqlPosition, *, repair: bool | sql.Composable) -> sql.Composed:
+    """The change supersedes the target's floor, if it has one (see TableRef.floor_key)."""
+    floor = (sql.SQL("f.version"), sql.Literal(REPAIR_RANK))
+    return sql.SQL("NOT EXISTS (SELECT FROM {} f WHERE f.target = {} AND NOT {})").format(
+        FLOORS, sql.Literal(ref.floor_key), supersedes(change, floor, repair=repair)
+    )
 
 
 def _at(alias: str, rank: int | sql.Composable) -> SqlPosition:

@@ -109,7 +109,7 @@ def test_upsert_guards_compare_positions_of_the_one_order() -> None:
 def test_staging_stages_bytea_as_text() -> None:
     shape = Shape((TargetColumn("id", "bigint"), TargetColumn("blob", "bytea")), 1)
     ddl = statements.create_stage("stage", shape).as_string(None)
-    assert '"blob" text' in ddl and "ON COMMIT DROP" in ddl
+    assert '"blob" text' in ddl and "ON COMMIT DELETE ROWS" in ddl
 
 
 def test_a_batch_locks_its_partition_row_first_and_advances_it_last() -> None:
