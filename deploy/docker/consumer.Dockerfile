@@ -19,9 +19,9 @@ COPY streaming/ streaming/
 COPY batch/ batch/
 COPY observability/ observability/
 COPY deploy/ deploy/
-# The consumer never starts Spark: no Delta, pandas or Arrow, and pyspark without its JVM jars
-# (it only needs pyspark's type classes). Versions are pyproject.toml's pins.
-RUN python deploy/docker/requirements.py pyproject.toml --without delta-spark pandas pyarrow > /tmp/requirements.txt \
+# The consumer never starts Spark nor reads Delta: no delta-spark, deltalake, pandas or Arrow, and
+# pyspark without its JVM jars (it only needs pyspark's type classes). Versions are pyproject.toml's pins.
+RUN python deploy/docker/requirements.py pyproject.toml --without delta-spark deltalake pandas pyarrow > /tmp/requirements.txt \
     && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/lakesync \
     && /opt/lakesync/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt \
@@ -38,6 +38,7 @@ ENV PATH=/opt/lakesync/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     LAKESYNC_CONFIG=/etc/lakesync/lakesync.toml \
     LAKESYNC_LOG_FORMAT=json \
+    LAKESYNC_CONSUMER__HTTP_HOST=0.0.0.0 \
     LAKESYNC_CONSUMER__HTTP_PORT=9101
 USER 10001:10001
 WORKDIR /tmp

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from lakesync.config import LakesyncSettings, TableMapping
 from lakesync.errors import LakesyncError
 from lakesync.logs import get_logger
-from lakesync.preflight.delta_source import check_source
 from lakesync.preflight.findings import Finding, Status
 from lakesync.preflight.kafka import check_kafka
 from lakesync.preflight.postgres import Access, check_postgres
@@ -60,6 +59,9 @@ def run_checks(settings: LakesyncSettings, tables: Sequence[TableMapping], needs
     if needs.target is not None:
         found += check_postgres(settings, tables, needs.target)
     if needs.sources:
+        # Imported here: the consumer image (no Delta reading) leaves the deltalake package out.
+        from lakesync.preflight.delta_source import check_source
+
         for table in tables:
             found += check_source(table)
     return found

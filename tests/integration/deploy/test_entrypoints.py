@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).parent
 # Import names of the distributions the consumer image leaves out (its Dockerfile's --without).
-IMPORT_NAMES = {"delta-spark": "delta", "pandas": "pandas", "pyarrow": "pyarrow"}
+IMPORT_NAMES = {"delta-spark": "delta", "deltalake": "deltalake", "pandas": "pandas", "pyarrow": "pyarrow"}
 
 
 def image(name: str) -> Stage:
