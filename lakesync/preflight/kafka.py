@@ -12,8 +12,6 @@ from lakesync.errors import AccessRefusedError, ConfigError, ServiceUnreachableE
 from lakesync.logs import KafkaLogBridge
 from lakesync.preflight.findings import Finding, fail, ok
 
-SUBJECT = "kafka"
-
 # Error codes meaning the brokers answered and said no (credentials, TLS, ACLs).
 _REFUSED = frozenset(
     {
@@ -28,20 +26,21 @@ _REFUSED = frozenset(
 
 def check_kafka(kafka: KafkaSettings, topics: Sequence[str], *, timeout_s: float = 5.0) -> list[Finding]:
     """The brokers answer a metadata request; which of `topics` exist already."""
+    subject = f"Kafka at {kafka.bootstrap_servers}"
     try:
         # quiet: librdkafka's reconnect lines go to DEBUG; the failure is reported once, here.
         admin = AdminClient({**kafka.client_config(), "logger": KafkaLogBridge(quiet=True)})
     except KafkaException as exc:  # an unknown or malformed client property
-        return [fail(SUBJECT, f"bad client property: {exc.args[0].str()}", "fix kafka.client_properties", ConfigError)]
+        return [fail(subject, f"bad client property: {exc.args[0].str()}", "fix kafka.client_properties", ConfigError)]
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
-        return [_failure(kafka, exc.args[0], timeout_s)]
+        return [_failure(subject, exc.args[0], timeout_s)]
     finally:
         admin.poll(0)  # serve the queued log lines (to DEBUG)
     if not metadata.brokers:
-        return [_failure(kafka, KafkaError(KafkaError._TRANSPORT, "no brokers in the metadata"), timeout_s)]
-    found = [ok(SUBJECT, f"{len(metadata.brokers)} broker(s) answer at {kafka.bootstrap_servers}")]
+        return [_failure(subject, KafkaError(KafkaError._TRANSPORT, "no brokers in the metadata"), timeout_s)]
+    found = [ok(subject, f"{len(metadata.brokers)} broker(s) answer")]
     return found + [_topic(name, metadata.topics) for name in topics]
 
 
@@ -52,18 +51,17 @@ def _topic(name: str, existing: dict[str, object]) -> Finding:
     return ok(f"topic {name}", "absent; created (compacted) when stream or consume starts")
 
 
-def _failure(kafka: KafkaSettings, error: KafkaError, timeout_s: float) -> Finding:
-    where = f"Kafka at {kafka.bootstrap_servers}"
+def _failure(subject: str, error: KafkaError, timeout_s: float) -> Finding:
     if error.code() in _REFUSED:
         return fail(
-            SUBJECT,
-            f"{where} refused lakesync: {error.str()}",
+            subject,
+            f"refused lakesync: {error.str()}",
             "check kafka.security_protocol, the sasl_* and ssl_* settings and the brokers' ACLs",
             AccessRefusedError,
         )
     return fail(
-        SUBJECT,
-        f"{where} did not answer within {timeout_s:.0f} s ({error.str()})",
+        subject,
+        f"unreachable, no answer within {timeout_s:.0f} s ({error.str()})",
         "check kafka.bootstrap_servers and kafka.security_protocol, and that the brokers run and are reachable from here",
         ServiceUnreachableError,
     )

@@ -26,7 +26,6 @@ from lakesync.errors import AccessRefusedError, NotReadyError, ServiceUnreachabl
 from lakesync.preflight.findings import Finding, fail, ok, warn
 
 Access = Literal["read", "apply", "rebuild"]
-SUBJECT = "postgres"
 
 _SCHEMA_RIGHTS = "SELECT has_schema_privilege(oid, 'USAGE'), has_schema_privilege(oid, 'CREATE') FROM pg_namespace WHERE nspname = %s"
 _TABLE_RIGHTS = (
@@ -52,8 +51,8 @@ def check_postgres(settings: LakesyncSettings, tables: Sequence[TableMapping], a
             "SELECT current_setting('server_version'), current_user, current_database(),"
             " has_database_privilege(current_database(), 'CREATE')"
         ).fetchone()  # type: ignore[misc]
-        found = [ok(SUBJECT, f"PostgreSQL {version} at {describe(pg)} accepts user {user!r}")]
-        rights = _Rights(conn, user, database, may_create_schemas)
+        found = [ok(_subject(pg), f"server {version} accepts user {user!r}")]
+        rights = _Rights(conn, _subject(pg), user, database, may_create_schemas)
         for table in tables:  # first: a target's own problem says more than a database-wide one
             found += rights.target(table, access, auto_create=settings.consumer.auto_create_tables)
         if access != "read":
@@ -64,15 +63,18 @@ def check_postgres(settings: LakesyncSettings, tables: Sequence[TableMapping], a
 class _Rights:
     """The catalog's answers about one user's rights, turned into findings."""
 
-    def __init__(self, conn: psycopg.Connection, user: str, database: str, may_create_schemas: bool) -> None:
-        self.conn, self.user, self.database, self.may_create_schemas = conn, user, database, may_create_schemas
+    def __init__(
+        self, conn: psycopg.Connection, subject: str, user: str, database: str, may_create_schemas: bool
+    ) -> None:
+        self.conn, self.subject, self.user = conn, subject, user
+        self.database, self.may_create_schemas = database, may_create_schemas
 
     def bookkeeping(self) -> Finding:
         # The consumer runs CREATE SCHEMA IF NOT EXISTS, which PostgreSQL checks against the
         # database's CREATE right even when the schema exists.
         if not self.may_create_schemas:
             return self._denied(
-                SUBJECT,
+                self.subject,
                 f"create schemas in database {self.database!r} (the consumer keeps offsets and tombstones "
                 f"in schema {BOOKKEEPING_SCHEMA} and ensures each target schema)",
                 f"GRANT CREATE ON DATABASE {self._quote(self.database)}",
@@ -80,8 +82,8 @@ class _Rights:
         offsets = self.conn.execute(_TABLE_RIGHTS, (BOOKKEEPING_SCHEMA, OFFSETS_TABLE)).fetchone()
         if offsets is not None and not all(offsets[:3]):
             table = self._quote(BOOKKEEPING_SCHEMA, OFFSETS_TABLE)
-            return self._denied(SUBJECT, f"read and write {table}", f"GRANT SELECT, INSERT, UPDATE ON {table}")
-        return ok(SUBJECT, f"user {self.user!r} may keep lakesync's bookkeeping in schema {BOOKKEEPING_SCHEMA}")
+            return self._denied(self.subject, f"read and write {table}", f"GRANT SELECT, INSERT, UPDATE ON {table}")
+        return ok(self.subject, f"user {self.user!r} may keep lakesync's bookkeeping in schema {BOOKKEEPING_SCHEMA}")
 
     def target(self, table: TableMapping, access: Access, *, auto_create: bool) -> list[Finding]:
         subject = f"target {table.target_schema}.{table.target_table}"
@@ -186,10 +188,14 @@ def _tcp_unreachable(pg: PostgresSettings) -> str | None:
     return None
 
 
+def _subject(pg: PostgresSettings) -> str:
+    return f"PostgreSQL at {describe(pg)}"
+
+
 def _unreachable(pg: PostgresSettings, reason: str) -> Finding:
     return fail(
-        SUBJECT,
-        f"PostgreSQL at {describe(pg)} is unreachable: {reason}",
+        _subject(pg),
+        f"unreachable: {reason}",
         "check postgres.host and postgres.port, and that the server runs and accepts TCP connections from here",
         ServiceUnreachableError,
     )
@@ -201,8 +207,8 @@ def _refused(pg: PostgresSettings, exc: psycopg.Error) -> Finding:
     # failed: "), which the line already says; keep the answer (display only, not classification).
     message = " ".join(message.rsplit(" failed: ", 1)[-1].split())
     return fail(
-        SUBJECT,
-        f"PostgreSQL at {describe(pg)} refused user {pg.user!r}: {message}",
+        _subject(pg),
+        f"refused user {pg.user!r}: {message}",
         "check postgres.user, postgres.password (or its secret file), postgres.dbname, postgres.sslmode "
         "and the server's pg_hba.conf",
         AccessRefusedError,
