@@ -105,6 +105,8 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     root.setLevel(level)
     # py4j logs every gateway round trip at INFO.
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    # Python warnings (a library's DeprecationWarning) become lines of this log, not raw stderr.
+    logging.captureWarnings(True)
 
 
 @contextmanager

@@ -70,13 +70,13 @@ class _Rights:
         self.database, self.may_create_schemas = database, may_create_schemas
 
     def bookkeeping(self) -> Finding:
-        # The consumer runs CREATE SCHEMA IF NOT EXISTS, which PostgreSQL checks against the
-        # database's CREATE right even when the schema exists.
+        # lakesync runs CREATE SCHEMA IF NOT EXISTS for its bookkeeping schema and each target
+        # schema, which PostgreSQL checks against the database's CREATE right even when it exists.
         if not self.may_create_schemas:
             return self._denied(
                 self.subject,
-                f"create schemas in database {self.database!r} (the consumer keeps offsets and tombstones "
-                f"in schema {BOOKKEEPING_SCHEMA} and ensures each target schema)",
+                f"create schemas in database {self.database!r} (lakesync ensures schema {BOOKKEEPING_SCHEMA}, "
+                "for offsets and tombstones, and each target schema with CREATE SCHEMA IF NOT EXISTS)",
                 f"GRANT CREATE ON DATABASE {self._quote(self.database)}",
             )
         offsets = self.conn.execute(_TABLE_RIGHTS, (BOOKKEEPING_SCHEMA, OFFSETS_TABLE)).fetchone()
@@ -103,11 +103,12 @@ class _Rights:
         detail = f"schema {table.target_schema!r} does not exist in database {self.database!r}"
         if access == "read":
             return warn(subject, detail + "; the consumer creates it")
-        if auto_create and self.may_create_schemas:
+        creates = auto_create or access == "rebuild"  # a rebuild always creates its table
+        if creates and self.may_create_schemas:
             return ok(subject, detail + f" yet; user {self.user!r} will create it")
         return fail(
             subject,
-            detail + (f" and user {self.user!r} may not create it" if auto_create else ""),
+            detail + (f" and user {self.user!r} may not create it" if creates else ""),
             f"CREATE SCHEMA {self._quote(table.target_schema)} (as its owner), or fix tables.target_schema",
             NotReadyError,
         )
@@ -138,15 +139,12 @@ class _Rights:
             return [self._denied(subject, "read it", f"GRANT SELECT ON {target}")]
         if access == "apply" and not (insert and update and delete):
             return [self._denied(subject, "write it", f"GRANT INSERT, UPDATE, DELETE ON {target}")]
-        if access == "rebuild" and not (owner and may_create):
-            # A rebuild creates a shadow table beside the live one and swaps the two by renaming.
-            return [
-                self._denied(
-                    subject,
-                    "replace it (rebuild needs CREATE on its schema and ownership)",
-                    f"ALTER TABLE {target} OWNER",
-                )
-            ]
+        # A rebuild creates a shadow table beside the live one and swaps the two by renaming.
+        if access == "rebuild" and not may_create:
+            grant = f"GRANT CREATE ON SCHEMA {self._quote(table.target_schema)}"
+            return [self._denied(subject, "create the shadow table a rebuild swaps in", grant)]
+        if access == "rebuild" and not owner:
+            return [self._denied(subject, "replace it (only its owner may)", f"ALTER TABLE {target} OWNER")]
         found = [ok(subject, f"exists; user {self.user!r} may {'read' if access == 'read' else 'write'} it")]
         if access == "apply" and not owner:
             found.append(
