@@ -1,17 +1,14 @@
-"""Collapse many changes of one key into the one that matters: the latest.
+"""Collapse many changes of one key into the one that matters: the greatest by position.
 
 Delta's change data feed can hold several rows for one key in one micro-batch: an insert then
 updates across commits, the pre- and post-image of an update, and — in one commit — a delete
-and an insert of the same key when an overwrite or a MERGE rewrites it. The rule:
+and an insert of the same key when an overwrite or a MERGE rewrites it. Per key, the change at
+the greatest position (changes/order.py: commit version, then image over delete) survives;
+`update_preimage` rows are dropped; on a full tie the change seen last wins (for the consumer:
+the higher Kafka offset).
 
-1. `update_preimage` rows are dropped: they describe the state before, never a change to apply.
-2. Per key, the row with the highest `_commit_version` wins.
-3. Within one commit version an image (`insert` / `update_postimage`) beats a `delete`: when a
-   commit deletes and re-inserts a key, the key survives with the inserted image.
-4. On a full tie the row seen last wins (for the consumer: the higher Kafka offset).
-
-The same ordering compacts consumer batches (`upsert` ranks like an image). The streaming job
-evaluates it in Spark with `IMAGE_RANK` (streaming/diff.py); tests hold both to these rules.
+The same rule compacts consumer batches. The streaming job evaluates it in Spark with the ranks
+of changes/order.py (streaming/publisher/diff.py); tests hold both to it.
 """
 
 from __future__ import annotations
@@ -19,17 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable
 from typing import TypeVar
 
-Item = TypeVar("Item")
+from changes.order import PREIMAGE, Position, position
 
-PREIMAGE = "update_preimage"
-# Rank of each change type within one commit version; higher wins. Preimages are dropped.
-IMAGE_RANK: dict[str, int] = {"delete": 0, "insert": 1, "update_postimage": 1, "upsert": 1}
+Item = TypeVar("Item")
 
 
 def latest_per_key(
     items: Iterable[Item],
     key: Callable[[Item], Hashable],
-    order: Callable[[Item], tuple[int, ...]],
+    order: Callable[[Item], Position],
 ) -> list[Item]:
     """The item with the greatest `order` per key (the last seen on ties), in first-seen key order."""
     winners: dict[Hashable, Item] = {}
@@ -41,20 +36,15 @@ def latest_per_key(
     return list(winners.values())
 
 
-def change_order(change_type: str, commit_version: int) -> tuple[int, int]:
-    """Sort key of a change: commit version first, then image over delete."""
-    return commit_version, IMAGE_RANK[change_type]
-
-
 def collapse_feed(
     rows: Iterable[Item],
     key: Callable[[Item], Hashable],
     change_type: Callable[[Item], str],
     commit_version: Callable[[Item], int],
 ) -> list[Item]:
-    """Apply rules 1-4 to change-feed rows: one surviving row per key."""
+    """One surviving change-feed row per key: preimages dropped, greatest position wins."""
     return latest_per_key(
         (row for row in rows if change_type(row) != PREIMAGE),
         key,
-        lambda row: change_order(change_type(row), commit_version(row)),
+        lambda row: position(commit_version(row), change_type(row)),
     )

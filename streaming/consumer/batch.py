@@ -153,7 +153,7 @@ def prepare_batch(
 
 
 def compact(changes: Sequence[Change]) -> list[Change]:
-    """The latest change per key: highest version, upsert over delete at a tie, later offset last."""
+    """The latest change per key by position (changes/order.py); on a tie the later offset wins."""
     return latest_per_key(changes, _key, _order)
 
 

@@ -11,8 +11,7 @@ to `decode_event` on the same envelopes.
 
 A decoded message is a `Change`, a plain tuple for speed (millions per minute):
 `(key, order, shape, row, message)` where `key` is the key values in the mapping's key order,
-`order` is `(version, rank)` for `changes.collapse.latest_per_key` (an upsert outranks a delete
-at the same version), `shape` the staged columns and `row` the staged values followed by
+`order` is the change's position (changes/order.py) for `changes.collapse.latest_per_key`, `shape` the staged columns and `row` the staged values followed by
 version, commit timestamp, is-delete and is-repair.
 """
 
@@ -32,11 +31,11 @@ from changes.envelope import (
     decode_event,
     parse_columns,
 )
+from changes.order import DELETE_RANK, IMAGE_RANK, REPAIR_RANK
 from changes.type_mapping import TargetColumn
 from connectors.postgres_schema import SchemaMismatchError
 
 KEY, ORDER, SHAPE, ROW, MESSAGE = range(5)
-UPSERT_RANK, DELETE_RANK = 1, 0
 # Staged after the shape's values, in this order.
 TRAILER = ("version", "commit_ts", "is_delete", "is_repair")
 
@@ -120,10 +119,22 @@ class TableDecoder:
                 self._last_shape = self._shape_of(self._types(columns))
                 self._last_columns = columns
             shape, row_of = self._last_shape  # type: ignore[misc]
-            return (key, (version, UPSERT_RANK), shape, (*row_of(after), version, commit_ts, False, repair), message)
+            return (
+                key,
+                (version, REPAIR_RANK if repair else IMAGE_RANK),
+                shape,
+                (*row_of(after), version, commit_ts, False, repair),
+                message,
+            )
         if op == "delete":
             shape = self._key_shape(self._types(columns))
-            return (key, (version, DELETE_RANK), shape, (*key, version, commit_ts, True, repair), message)
+            return (
+                key,
+                (version, REPAIR_RANK if repair else DELETE_RANK),
+                shape,
+                (*key, version, commit_ts, True, repair),
+                message,
+            )
         raise EnvelopeError(f"unknown op {op!r}")
 
     def _header_error(self, envelope_version: Any, table: Any, version: Any) -> EnvelopeError:
@@ -154,7 +165,13 @@ class TableDecoder:
         key = self._key(orjson.loads(message.key() or b"null"))
         shape = self._key_shape({c.name: c.pg_type for c in event.columns})
         repair = event.batch_id == REPAIR_BATCH_ID
-        return (key, (event.version, DELETE_RANK), shape, (*key, event.version, None, True, repair), message)
+        return (
+            key,
+            (event.version, REPAIR_RANK if repair else DELETE_RANK),
+            shape,
+            (*key, event.version, None, True, repair),
+            message,
+        )
 
     def _key_shape(self, types: dict[str, str]) -> Shape:
         try:

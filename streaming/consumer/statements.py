@@ -6,10 +6,15 @@ Per group of staged rows (one table, one shape), inside the batch's transaction:
    base64 text, decoded in SQL) and the trailer: version, commit timestamp, is-delete, is-repair;
 2. `COPY <stage> FROM STDIN`;
 3. one set-based upsert per kind of event present (stream, repair):
-   `INSERT ... SELECT ... WHERE no newer tombstone ON CONFLICT (key) DO UPDATE ... WHERE
-   target._lakesync_version < excluded._lakesync_version` — `<=` for repairs, which reconcile
-   at the version the row already has;
+   `INSERT ... SELECT ... WHERE the change supersedes the key's tombstone ON CONFLICT (key) DO
+   UPDATE ... WHERE the change supersedes the target row`;
 4. one set-based delete that also records the tombstones (same guard).
+
+Every guard is the order of changes/order.py rendered as a row comparison: a change at
+`(version, rank)` supersedes a target row at `(_lakesync_version, IMAGE_RANK)` or a tombstone at
+`(_lakesync_version, DELETE_RANK)` when its position is greater (a repair's: greater or equal).
+So an upsert of commit V replaces a tombstone of the same commit V (the commit's final state of
+the key is its image), and a delete of commit V leaves a row of commit V alone.
 
 Then the consumed offsets are upserted into lakesync.consumer_offsets, and the transaction commits.
 """
@@ -20,6 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from psycopg import sql
 
+from changes.order import DELETE_RANK, IMAGE_RANK, REPAIR_RANK
 from changes.type_mapping import TargetColumn
 from connectors.postgres_schema import (
     BOOKKEEPING_SCHEMA,
@@ -65,8 +71,7 @@ def copy_stage(stage: str) -> sql.Composed:
 
 def upsert(ref: TableRef, stage: str, shape: Shape, *, repair: bool) -> sql.Composed:
     """Insert or update the stage's upserts of one kind; returns nothing, rowcount = rows written."""
-    guard = sql.SQL("<=" if repair else "<")
-    tomb_guard = sql.SQL(">" if repair else ">=")
+    change_rank = REPAIR_RANK if repair else IMAGE_RANK
     names = [sql.Identifier(c.name) for c in shape.columns]
     values = [_staged(c) for c in shape.columns]
     updates = [sql.SQL("{0} = EXCLUDED.{0}").format(n) for n in names[shape.key_count :]]
@@ -75,9 +80,9 @@ def upsert(ref: TableRef, stage: str, shape: Shape, *, repair: bool) -> sql.Comp
         "INSERT INTO {target} AS t ({names}, {version}, {commit_ts})"
         " SELECT {values}, s.{version}, s.{commit_ts} FROM {stage} s"
         " WHERE NOT s.{is_delete} AND s.{is_repair} = {repair}"
-        " AND NOT EXISTS (SELECT FROM {tombstones} d WHERE {key_match_d} AND d.{version} {tomb_guard} s.{version})"
+        " AND NOT EXISTS (SELECT FROM {tombstones} d WHERE {key_match_d} AND NOT {over_tombstone})"
         " ON CONFLICT ({keys}) DO UPDATE SET {updates}"
-        " WHERE t.{version} {guard} EXCLUDED.{version}"
+        " WHERE {over_row}"
     ).format(
         target=ref.identifier,
         names=sql.SQL(", ").join(names),
@@ -90,10 +95,10 @@ def upsert(ref: TableRef, stage: str, shape: Shape, *, repair: bool) -> sql.Comp
         repair=sql.Literal(repair),
         tombstones=ref.tombstones,
         key_match_d=_key_match("d", shape.key_columns),
-        tomb_guard=tomb_guard,
+        over_tombstone=supersedes(_at("s", change_rank), _at("d", DELETE_RANK), repair=repair),
         keys=sql.SQL(", ").join(names[: shape.key_count]),
         updates=sql.SQL(", ").join(updates),
-        guard=guard,
+        over_row=supersedes(_at("EXCLUDED", change_rank), _at("t", IMAGE_RANK), repair=repair),
     )
 
 
@@ -105,28 +110,38 @@ def delete(ref: TableRef, stage: str, shape: Shape, *, target_exists: bool = Tru
     even when there was no row, so a late upsert of an older version stays out.
     """
     keys = [sql.Identifier(c.name) for c in shape.key_columns]
+    is_repair = sql.SQL("s.{}").format(_IS_REPAIR)
+    deleting = _at("s", sql.SQL("CASE WHEN {} THEN {} ELSE {} END").format(is_repair, REPAIR_RANK, DELETE_RANK))
     removed = sql.SQL("SELECT 1 WHERE false")
+    # A delete superseded by the live row (an image of its own commit or later) leaves no tombstone.
+    superseded = sql.SQL("false")
     if target_exists:
         removed = sql.SQL(
-            "DELETE FROM {target} t USING {stage} s WHERE s.{is_delete} AND {key_match_t}"
-            " AND (t.{version} < s.{version} OR (s.{is_repair} AND t.{version} = s.{version})) RETURNING 1"
+            "DELETE FROM {target} t USING {stage} s WHERE s.{is_delete} AND {key_match_t} AND {over_row} RETURNING 1"
         ).format(
             target=ref.identifier,
             stage=sql.Identifier(stage),
             is_delete=_IS_DELETE,
-            is_repair=_IS_REPAIR,
             key_match_t=_key_match("t", shape.key_columns),
-            version=_VERSION,
+            over_row=supersedes(deleting, _at("t", IMAGE_RANK), repair=is_repair),
         )
+        superseded = sql.SQL("EXISTS (SELECT FROM {target} t WHERE {key_match_t} AND NOT {over_row})").format(
+            target=ref.identifier,
+            key_match_t=_key_match("t", shape.key_columns),
+            over_row=supersedes(deleting, _at("t", IMAGE_RANK), repair=is_repair),
+        )
+    # Every sub-statement sees the snapshot from before the DELETE, so `superseded` looks at the
+    # rows as they were; a tombstone only moves forward (the same version needs no rewrite).
     return sql.SQL(
         "WITH removed AS ({removed}),"
         " marked AS (INSERT INTO {tombstones} AS d ({keys}, {version}, {deleted_at})"
-        " SELECT {key_values}, s.{version}, now() FROM {stage} s WHERE s.{is_delete}"
+        " SELECT {key_values}, s.{version}, now() FROM {stage} s WHERE s.{is_delete} AND NOT {superseded}"
         " ON CONFLICT ({keys}) DO UPDATE SET {version} = EXCLUDED.{version}, {deleted_at} = EXCLUDED.{deleted_at}"
         " WHERE d.{version} < EXCLUDED.{version} RETURNING 1)"
         " SELECT (SELECT count(*) FROM removed), (SELECT count(*) FROM marked)"
     ).format(
         removed=removed,
+        superseded=superseded,
         stage=sql.Identifier(stage),
         is_delete=_IS_DELETE,
         version=_VERSION,
@@ -189,6 +204,27 @@ def load_offsets(group_id: str, topics: Sequence[str]) -> tuple[sql.Composed, tu
 def purge_tombstones(ref: TableRef) -> sql.Composed:
     """Forget deletes older than the retention (parameter: seconds)."""
     return sql.SQL("DELETE FROM {} WHERE {} < now() - make_interval(secs => %s)").format(ref.tombstones, _DELETED_AT)
+
+
+def _at(alias: str, rank: int | sql.Composable) -> tuple[sql.Composable, sql.Composable]:
+    """The position of the row `alias` (one of our fixed aliases): its version and the given rank."""
+    return sql.SQL(alias + ".{}").format(_VERSION), rank if isinstance(rank, sql.Composable) else sql.Literal(rank)
+
+
+def supersedes(
+    new: tuple[sql.Composable, sql.Composable],
+    old: tuple[sql.Composable, sql.Composable],
+    *,
+    repair: bool | sql.Composable,
+) -> sql.Composed:
+    """`changes.order.supersedes(new, old)` as a row comparison; `repair` says whether `new` is one."""
+    row = sql.SQL("({}, {}) {} ({}, {})")
+    strictly = row.format(*new, sql.SQL(">"), *old)
+    if repair is True:
+        return row.format(*new, sql.SQL(">="), *old)
+    if repair is False:
+        return strictly
+    return sql.SQL("({} OR ({} AND {}))").format(strictly, repair, row.format(*new, sql.SQL(">="), *old))
 
 
 def _staged(column: TargetColumn) -> sql.Composable:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from changes.collapse import IMAGE_RANK, PREIMAGE
+from changes.order import PREIMAGE, RANKS
 from changes.row_hash import row_hash_column
 from streaming.publisher.envelope_spark import key_json
 from streaming.publisher.mapping import CHANGE_TYPE, COMMIT_VERSION, PROBLEM
@@ -55,7 +55,7 @@ def collapse(keyed_rows: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     null_key = F.coalesce(F.col(PROBLEM).startswith("null_key:"), F.lit(False))
-    rank = F.create_map(*[F.lit(x) for pair in IMAGE_RANK.items() for x in pair])[F.col(CHANGE_TYPE)]
+    rank = F.create_map(*[F.lit(x) for pair in RANKS.items() for x in pair])[F.col(CHANGE_TYPE)]
     # Preimages sort last and never win; they still count toward the group's rows.
     latest_first = Window.partitionBy(PLAN_KEY).orderBy(
         (F.col(CHANGE_TYPE) == PREIMAGE).asc(), F.col(COMMIT_VERSION).desc(), rank.desc()

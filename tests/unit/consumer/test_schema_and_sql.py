@@ -72,13 +72,14 @@ def test_tombstone_table_names_fit_postgres_limits_and_stay_distinct() -> None:
     assert tombstone_table_name(long_a) != tombstone_table_name(long_b)
 
 
-def test_upsert_guard_is_strict_for_stream_events_and_inclusive_for_repairs() -> None:
+def test_upsert_guards_compare_positions_of_the_one_order() -> None:
+    """Stream upserts rank as images and repairs as repairs, against rows (images) and tombstones (deletes)."""
     shape = Shape((TargetColumn("id", "bigint"), TargetColumn("blob", "bytea")), 1)
     stream = statements.upsert(REF, "stage", shape, repair=False).as_string(None)
     repair = statements.upsert(REF, "stage", shape, repair=True).as_string(None)
-    assert 't."_lakesync_version" < EXCLUDED."_lakesync_version"' in stream
-    assert 't."_lakesync_version" <= EXCLUDED."_lakesync_version"' in repair
-    assert 'd."_lakesync_version" >= s."_lakesync_version"' in stream  # a tombstone at the same version blocks
+    assert '(EXCLUDED."_lakesync_version", 1) > (t."_lakesync_version", 1)' in stream
+    assert '(s."_lakesync_version", 1) > (d."_lakesync_version", 0)' in stream
+    assert '(EXCLUDED."_lakesync_version", 2) >= (t."_lakesync_version", 1)' in repair
     assert "decode(s.\"blob\", 'base64')" in stream
     assert '"lakesync"."tombstones:public.people"' in stream
 
