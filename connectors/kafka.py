@@ -54,6 +54,8 @@ def ensure_topics(
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise TopicError(f"cannot list topics on {settings.bootstrap_servers}: {exc}") from exc
+    finally:
+        admin.poll(0)  # an admin client's log lines wait in its queue until served (lakesync.logs.KafkaLogBridge)
     missing = sorted(wanted - existing)
     if not missing:
         return []

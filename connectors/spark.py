@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from connectors import spark_console
 from lakesync.config import SparkSettings
 from lakesync.errors import SetupError
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 # Jars that must be in jars_dir for lakesync to work; setup (deploy/setup.sh) puts them there.
 REQUIRED_JAR_PREFIXES = ("delta-spark_", "delta-storage-", "postgresql-")
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 def machine_cores() -> int:
@@ -99,7 +101,13 @@ def derived_conf(settings: SparkSettings, cores: int | None = None, *, submitted
         if master.startswith("local"):
             # Python workers must run this interpreter (the venv with lakesync), not `python3` on PATH.
             conf["spark.pyspark.python"] = sys.executable
+        # Spark's console logging is lakesync's: its log4j2 file, read back by spark_console.
+        conf[DRIVER_JAVA_OPTIONS] = spark_console.java_options(settings.log_level)
+    user_options = settings.conf.get(DRIVER_JAVA_OPTIONS)
     conf.update(settings.conf)
+    if user_options and DRIVER_JAVA_OPTIONS in conf and "log4j2.configurationFile" not in user_options:
+        # The user's JVM options add to lakesync's logging setup instead of dropping it.
+        conf[DRIVER_JAVA_OPTIONS] = f"{spark_console.java_options(settings.log_level)} {user_options}"
     return conf
 
 
@@ -107,10 +115,14 @@ def build_spark_session(settings: SparkSettings) -> SparkSession:
     """Create (or return the already running) SparkSession with lakesync's configuration."""
     from pyspark.sql import SparkSession
 
-    conf = derived_conf(settings, submitted=under_spark_submit())
+    submitted = under_spark_submit()
+    conf = derived_conf(settings, submitted=submitted)
     if "spark.pyspark.python" in conf:
         # In-process (local) sessions read the worker interpreter from the environment only.
         os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
+    spark_console.quiet_pyspark_loggers()
+    if not submitted:
+        spark_console.launch_jvm(conf)
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)

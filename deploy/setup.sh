@@ -77,8 +77,15 @@ fetch_jars() {
   say "fetching jars for $(basename "$pom") into $dest"
   local tmp="$dest.tmp.$$"
   rm -rf "$tmp"; mkdir -p "$tmp"
-  mvn -B -q -Dstyle.color=never -f "$pom" "$DEPENDENCY_PLUGIN:copy-dependencies" \
-      -DoutputDirectory="$tmp" -DincludeScope=runtime
+  # Maven prints terminal escape codes even when quiet: its output is shown only if it fails.
+  if ! mvn -B -q -Dstyle.color=never -f "$pom" "$DEPENDENCY_PLUGIN:copy-dependencies" \
+      -DoutputDirectory="$tmp" -DincludeScope=runtime >"$tmp.log" 2>&1; then
+    echo "[setup] Maven could not fetch the jars of $(basename "$pom"):" >&2
+    cat "$tmp.log" >&2
+    rm -rf "$tmp" "$tmp.log"
+    exit 1
+  fi
+  rm -f "$tmp.log"
   echo "$stamp" > "$tmp/.stamp"
   # Swap in whole, so an interrupted fetch never leaves a half-filled directory behind.
   rm -rf "$dest"; mv "$tmp" "$dest"

@@ -1,7 +1,13 @@
 """The `lakesync` command line: one entry point, one subcommand per way of running.
 
-Exit codes: 0 success, 1 runtime error, 2 bad configuration or usage. Subcommands that report
-findings (reconcile, lag) document their own extra codes.
+Every failure ends in one line on stderr naming the thing and the fix, and an exit code (the
+README's "Exit codes" table); the detail (traceback, Spark's plan) goes to the log at DEBUG.
+
+  0  success                      10  Kafka or PostgreSQL unreachable (retry later)
+  1  runtime error                11  credentials or rights refused
+  2  bad configuration or usage   12  a Delta source or PostgreSQL target does not fit its mapping
+  3  schema change: needs `lakesync rebuild`
+  4-7  findings of reconcile (4 drift) and lag (4 WARN, 5 STALL, 6 STOP, 7 ERR)
 """
 
 from __future__ import annotations
@@ -14,13 +20,15 @@ from typing import Annotated, NoReturn
 import typer
 
 from lakesync.config import LakesyncSettings, load_settings
-from lakesync.errors import ConfigError, LakesyncError
-from lakesync.logs import LogFormat, configure_logging, get_logger
+from lakesync.errors import ConfigError, LakesyncError, NotReadyError, ServiceUnreachableError
+from lakesync.logs import LogFormat, configure_logging, get_logger, known_secrets, register_secrets
+from lakesync.redaction import scrub
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_DRIFT = 4
-EXIT_SCHEMA = 3  # consume: the target cannot take the envelopes without `lakesync rebuild`
+EXIT_SCHEMA = 3  # the target or the stream cannot go on without `lakesync rebuild`
+EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="lakesync",
@@ -63,6 +71,7 @@ def _main(
 def settings(**overrides: object) -> LakesyncSettings:
     """Load the configuration given by --config/$LAKESYNC_CONFIG and set up logging from it."""
     loaded = load_settings(_Globals.config, **overrides)
+    register_secrets(loaded.secret_values())
     configure_logging(_Globals.log_level or loaded.log_level, _resolve_format(loaded))
     return loaded
 
@@ -145,9 +154,13 @@ def reconcile_command(
     from batch.reconcile import reconcile
     from batch.reconcile_report import print_summary
     from connectors.spark import build_spark_session
+    from lakesync import preflight
 
     loaded = settings()
     mapping = loaded.table(table)
+    # Kafka matters only to wait for the consumer or to publish repairs.
+    needs = preflight.Needs(kafka=repair or not no_wait, sources=True, target="read")
+    preflight.require_ready(loaded, [mapping], needs)
     spark = build_spark_session(loaded.spark)
     result = reconcile(
         spark, loaded, mapping, version=version, wait_s=None if no_wait else wait_s, sample_size=sample, repair=repair
@@ -166,10 +179,13 @@ def rebuild_command(
     """Reload a target table from the source at one version (shadow table + atomic swap)."""
     from batch.rebuild import rebuild
     from connectors.spark import build_spark_session
+    from lakesync import preflight
 
     loaded = settings()
+    mapping = loaded.table(table)
+    preflight.require_ready(loaded, [mapping], preflight.REBUILD)
     spark = build_spark_session(loaded.spark)
-    result = rebuild(spark, loaded, loaded.table(table), version=version)
+    result = rebuild(spark, loaded, mapping, version=version)
     typer.echo(
         f"rebuilt {result.target} from {result.table} at Delta version {result.version}: {result.rows:,} rows "
         f"({result.rows_per_s:,.0f} rows/s), {result.quarantined:,} quarantined, {result.duration_s:.1f} s in all; "
@@ -193,10 +209,27 @@ def demo(
 
 
 @app.command("check-config")
-def check_config() -> None:
-    """Validate the configuration and print it with secrets masked."""
+def check_config(
+    connect: Annotated[
+        bool,
+        typer.Option(
+            "--connect",
+            help="Also check the world: Kafka, PostgreSQL and its rights, each Delta table and its mapping.",
+        ),
+    ] = False,
+    table: TableOption = None,
+) -> None:
+    """Validate the configuration and print it with secrets masked; --connect checks the world too."""
     loaded = settings()
-    typer.echo(loaded.model_dump_json(indent=2))
+    if not connect:
+        typer.echo(loaded.redacted_json())
+        return
+    from lakesync import preflight
+
+    found = preflight.run_checks(loaded, selected_tables(loaded, table), preflight.CHECK_ALL)
+    _print_findings(found)
+    failures = [f for f in found if f.status == "fail"]
+    raise typer.Exit(failures[0].error.exit_code if failures and failures[0].error else 0)
 
 
 @app.command()
@@ -207,10 +240,15 @@ def consume(
 ) -> None:
     """Apply change events from Kafka to PostgreSQL (the consumer service; exit 3: schema needs a rebuild)."""
     from connectors.postgres_schema import SchemaMismatchError
+    from lakesync import preflight
     from streaming.consumer.service import ConsumerService
 
+    loaded = settings()
+    service = ConsumerService(loaded, table or [])
+    # Before any topic or table is created: a broken world stops here, in one line.
+    preflight.require_ready(loaded, [loaded.table(t.name) for t in service.targets.values()], preflight.CONSUME)
     try:
-        ConsumerService(settings(), table or []).run()
+        service.run()
     except SchemaMismatchError as exc:
         _fail(EXIT_SCHEMA, f"schema mismatch: {exc}")
 
@@ -227,11 +265,13 @@ def lag(
     ] = None,
 ) -> None:
     """Lag per partition, read from Kafka (no consumer needed). Exit 0 OK, 4 WARN, 5 STALL, 6 STOP, 7 ERR."""
+    from lakesync import preflight
     from observability import lag_report
 
     loaded = settings()
     tables = {t.topic_name: t.name for t in selected_tables(loaded, table)}
     group_id = group or loaded.consumer.group_id
+    preflight.require_ready(loaded, [], preflight.LAG)
     if serve is not None:
         lag_report.serve(loaded, group_id, tables, host=loaded.consumer.http_host, port=serve)
         return
@@ -295,27 +335,127 @@ def _resolve_format(loaded: LakesyncSettings) -> LogFormat:
     return _Globals.log_format if _Globals.log_format != "auto" else loaded.log_format
 
 
+_STATUS_MARK = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "skip": "[dim]skip[/]", "fail": "[red]FAIL[/]"}
+
+
+def _print_findings(found: list) -> None:  # type: ignore[type-arg]
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(width=max(Console().width, 160), soft_wrap=True)
+    for finding in found:
+        console.print(f"{_STATUS_MARK[finding.status]} {escape(scrub(finding.line, known_secrets()))}")
+    counts = {status: sum(1 for f in found if f.status == status) for status in _STATUS_MARK}
+    console.print(
+        f"{counts['ok']} ok, {counts['warn']} warning(s), {counts['skip']} skipped, {counts['fail']} failure(s)"
+    )
+
+
 def _fail(code: int, message: str) -> NoReturn:
-    typer.echo(f"lakesync: {message}", err=True)
+    typer.echo(f"lakesync: {scrub(message, known_secrets())}", err=True)
     raise typer.Exit(code)
 
 
+def exit_code(exc: BaseException) -> int:
+    """The documented exit code of an error (README, "Exit codes")."""
+    for error_class, code in _foreign_exit_codes():
+        if isinstance(exc, error_class):
+            return code
+    if _spark_analysis_sqlstate(exc).startswith(_SQLSTATE_ANALYSIS):
+        return NotReadyError.exit_code
+    return exc.exit_code if isinstance(exc, LakesyncError) else EXIT_ERROR
+
+
+def _foreign_exit_codes() -> list[tuple[type[BaseException], int]]:
+    """Errors other packages raise, classified here so those packages need not know the CLI."""
+    from changes.type_mapping import UnsupportedTypeError
+    from connectors.postgres import PostgresUnavailableError
+    from connectors.postgres_schema import SchemaMismatchError
+    from streaming.consumer.errors import KafkaUnavailableError
+    from streaming.publisher.schema_guard import SchemaChangeError
+    from streaming.publisher.source import SourceError
+
+    return [
+        (SchemaMismatchError, EXIT_SCHEMA),
+        (SchemaChangeError, EXIT_SCHEMA),
+        (SourceError, NotReadyError.exit_code),
+        (UnsupportedTypeError, NotReadyError.exit_code),
+        (PostgresUnavailableError, ServiceUnreachableError.exit_code),
+        (KafkaUnavailableError, ServiceUnreachableError.exit_code),
+    ]
+
+
+# SQLSTATE class 42, "syntax error or access rule violation": Spark could not resolve what the
+# table mapping asks of the source (an unknown column in an expression, a type mismatch).
+_SQLSTATE_ANALYSIS = "42"
+
+
+def _spark_analysis_sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a pyspark analysis error, or "" for anything else."""
+    if "pyspark" not in sys.modules:
+        return ""
+    from pyspark.errors import AnalysisException
+
+    return (exc.getSqlState() or "") if isinstance(exc, AnalysisException) else ""
+
+
+def one_line(exc: BaseException) -> str:
+    """What an operator reads: lakesync's own message, or the cause of anything unforeseen."""
+    if isinstance(exc, ConfigError):
+        text = str(exc)
+    elif isinstance(exc, LakesyncError):
+        text = f"error: {exc}"
+    elif _spark_analysis_sqlstate(exc).startswith(_SQLSTATE_ANALYSIS):
+        first = str(exc).strip().splitlines()[0]
+        text = f"error: the table mapping does not fit its source: {first} (check [[tables.columns]] and [[tables.lookups]])"
+    else:
+        text = f"error: {_describe_unforeseen(exc)} (the traceback is in the log with --log-level DEBUG)"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    # Spark's messages can carry query plans with control characters (a NUL makes grep see binary).
+    printable = "".join(ch if ch.isprintable() else " " for ch in first)
+    return scrub(printable, known_secrets())
+
+
+def _describe_unforeseen(exc: BaseException) -> str:
+    """`Type: first line`, with Spark's error condition or the JVM exception when there is one."""
+    java = getattr(exc, "java_exception", None)
+    if java is not None:  # py4j: "An error occurred while calling o42.load" says nothing; the cause does
+        try:
+            return str(java.toString())
+        except Exception:  # noqa: BLE001 - the JVM may be gone already
+            pass
+    condition = getattr(exc, "getCondition", None)
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if callable(condition):
+        try:
+            name = condition()
+        except Exception:  # noqa: BLE001 - as above
+            name = None
+        if name and f"[{name}]" in first:
+            return f"Spark {first}"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _report(exc: BaseException) -> int:
+    """Log the whole error at DEBUG, print its one line, return its exit code."""
+    get_logger("lakesync").debug("command failed", exc_info=exc)
+    typer.echo(f"lakesync: {one_line(exc)}", err=True)
+    return exit_code(exc)
+
+
 def main() -> None:
-    """Console-script entry point: turn lakesync's own errors into one line and an exit code."""
+    """Console-script entry point: every failure becomes one line on stderr and a documented exit code."""
     try:
         result = app(standalone_mode=False)
-    except ConfigError as exc:
-        typer.echo(f"lakesync: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
-    except LakesyncError as exc:
-        typer.echo(f"lakesync: error: {exc}", err=True)
-        sys.exit(EXIT_ERROR)
-    except typer.Abort:
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(EXIT_INTERRUPTED)
     except typer.TyperException as exc:  # usage errors (typer's bundled click exceptions)
         show = getattr(exc, "show", None)
         if callable(show):
             show()
         sys.exit(getattr(exc, "exit_code", EXIT_CONFIG))
+    except Exception as exc:  # noqa: BLE001 - the one place where any error becomes one line
+        sys.exit(_report(exc))
     # Without standalone mode click returns typer.Exit's code instead of exiting.
     sys.exit(result if isinstance(result, int) else 0)

@@ -9,6 +9,7 @@ defaults. Nested keys use `__` in the environment: `LAKESYNC_POSTGRES__PORT=5433
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -31,6 +32,8 @@ from pydantic_settings import (
 )
 
 from lakesync.errors import ConfigError
+from lakesync.logs import KafkaLogBridge
+from lakesync.redaction import is_secret_name, mask_mapping
 
 CONFIG_ENV_VAR = "LAKESYNC_CONFIG"
 SECRETS_DIR_ENV_VAR = "LAKESYNC_SECRETS_DIR"
@@ -82,9 +85,12 @@ class KafkaSettings(_Section):
             raise ValueError("sasl_mechanism is required when security_protocol is SASL_*")
         return self
 
-    def client_config(self) -> dict[str, str]:
-        """librdkafka properties shared by producers, consumers and admin clients (secrets revealed)."""
-        config: dict[str, str] = {
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka properties shared by producers, consumers and admin clients (secrets revealed).
+
+        `logger` routes librdkafka's own lines through lakesync's log instead of raw stderr.
+        """
+        config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
         }
@@ -99,7 +105,14 @@ class KafkaSettings(_Section):
         }
         config.update({key: str(value) for key, value in optional.items() if value is not None})
         config.update(self.client_properties)
+        config["logger"] = KafkaLogBridge()
         return config
+
+    def secret_values(self) -> list[str]:
+        """Every secret value these settings hold, typed or in client_properties."""
+        typed = [_reveal(self.sasl_password), _reveal(self.ssl_key_password)]
+        passed = [value for key, value in self.client_properties.items() if is_secret_name(key)]
+        return [value for value in [*typed, *passed] if value]
 
 
 class PostgresSettings(_Section):
@@ -233,7 +246,8 @@ class ConsumerSettings(_Section):
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)
     retry_max_backoff_s: float = Field(default=10.0, gt=0)
     # /healthz, /readyz, /metrics, /lag, /lag/history and /dashboard; 0 = no HTTP server.
-    http_host: str = "0.0.0.0"
+    # Loopback unless said otherwise: the container configs set 0.0.0.0 for their orchestrators.
+    http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0, le=65535)
     auto_create_tables: bool = True
     add_columns: bool = True
@@ -334,7 +348,8 @@ class StreamSettings(_Section):
     trigger_interval_s: float = Field(default=2.0, gt=0)
     # SIGTERM waits this long for the running batch to finish before stopping it.
     shutdown_timeout_s: float = Field(default=60.0, gt=0)
-    # HTTP port for /healthz, /readyz and /metrics (0: disabled).
+    # HTTP address and port for /healthz, /readyz and /metrics (port 0: disabled).
+    http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0, le=65535)
     # A publishing task rides out a PostgreSQL outage (the stream's state) this long, reconnecting
     # with backoff, before it fails the micro-batch.
@@ -401,6 +416,19 @@ class LakesyncSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file comes from model_config["toml_file"], set per load by load_settings.
         return (init_settings, env_settings, _SecretFiles(settings_cls), TomlConfigSettingsSource(settings_cls))
+
+    def redacted_json(self) -> str:
+        """The settings as JSON for people: typed secrets and secret-named pass-through keys masked."""
+        data = self.model_dump(mode="json")
+        data["kafka"]["client_properties"] = mask_mapping(data["kafka"]["client_properties"])
+        data["spark"]["conf"] = mask_mapping(data["spark"]["conf"])
+        return json.dumps(data, indent=2)
+
+    def secret_values(self) -> list[str]:
+        """Every secret value in the settings, for scrubbing from logs and error lines."""
+        postgres = [_reveal(self.postgres.password)]
+        spark = [value for key, value in self.spark.conf.items() if is_secret_name(key)]
+        return [value for value in [*postgres, *self.kafka.secret_values(), *spark] if value]
 
     def table(self, name: str) -> TableMapping:
         """The mapping called `name`, or ConfigError listing the known ones."""

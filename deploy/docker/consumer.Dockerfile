@@ -19,10 +19,10 @@ COPY streaming/ streaming/
 COPY batch/ batch/
 COPY observability/ observability/
 COPY deploy/ deploy/
-# The consumer never starts Spark: no Delta or pandas, and pyspark without its JVM jars (it only
-# needs pyspark's type classes). It keeps Arrow: it decodes envelopes and writes COPY data with
-# it. Versions are pyproject.toml's pins.
-RUN python deploy/docker/requirements.py pyproject.toml --without delta-spark pandas > /tmp/requirements.txt \
+# The consumer never starts Spark nor reads Delta: no delta-spark, deltalake or pandas, and pyspark
+# without its JVM jars (it only needs pyspark's type classes). It keeps Arrow: it decodes envelopes
+# and writes COPY data with it. Versions are pyproject.toml's pins.
+RUN python deploy/docker/requirements.py pyproject.toml --without delta-spark deltalake pandas > /tmp/requirements.txt \
     && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/lakesync \
     && /opt/lakesync/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt \
@@ -39,6 +39,7 @@ ENV PATH=/opt/lakesync/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     LAKESYNC_CONFIG=/etc/lakesync/lakesync.toml \
     LAKESYNC_LOG_FORMAT=json \
+    LAKESYNC_CONSUMER__HTTP_HOST=0.0.0.0 \
     LAKESYNC_CONSUMER__HTTP_PORT=9101
 USER 10001:10001
 WORKDIR /tmp

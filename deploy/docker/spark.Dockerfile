@@ -60,6 +60,7 @@ ENV JAVA_HOME=/opt/java/openjdk \
     LAKESYNC_CONFIG=/etc/lakesync/lakesync.toml \
     LAKESYNC_LOG_FORMAT=json \
     LAKESYNC_STATE_DIR=/var/lib/lakesync/state \
+    LAKESYNC_STREAM__HTTP_HOST=0.0.0.0 \
     LAKESYNC_STREAM__HTTP_PORT=9102
 USER 10001:10001
 WORKDIR /var/lib/lakesync

@@ -34,6 +34,7 @@ from connectors.kafka import (
 )
 from connectors.postgres import open_pool
 from connectors.spark import build_spark_session
+from lakesync import preflight
 from lakesync.config import LakesyncSettings, TableMapping
 from lakesync.errors import LakesyncError
 from lakesync.logs import correlation, get_logger
@@ -89,6 +90,8 @@ class StreamJob:
 
     def run(self, spark: SparkSession | None = None) -> None:
         """Run until stopped (or, with once=True, until every table is caught up)."""
+        # Before Spark starts and before any topic exists: a broken world stops here, in one line.
+        preflight.require_ready(self.settings, self.tables, preflight.STREAM)
         spark = spark or build_spark_session(self.settings.spark)
         self.on_report.append(self._note_published)
         self._pg = open_pool(self.settings.postgres, name="lakesync-stream", min_size=1, max_size=2)

@@ -118,7 +118,7 @@ class StreamObserver:
                 "kafka": lambda: len(admin.list_topics(timeout=2.0).brokers) > 0,
             },
         )
-        server = HealthServer("0.0.0.0", port, probes)
+        server = HealthServer(self._settings.stream.http_host, port, probes)
         server.start()
         poller.start()
         self.http_port = server.port

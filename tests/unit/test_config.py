@@ -171,3 +171,24 @@ def test_an_unreadable_secret_file_is_a_configuration_error_naming_it(
     monkeypatch.setenv("LAKESYNC_SECRETS_DIR", str(tmp_path))
     with pytest.raises(ConfigError, match=r"cannot read secret file .*LAKESYNC_POSTGRES__PASSWORD"):
         load_settings(None)
+
+
+def test_check_config_output_masks_secret_named_pass_through_keys() -> None:
+    """client_properties and spark.conf are free-form: a key that says secret is masked by its name."""
+    loaded = load_settings(
+        None,
+        postgres={"password": "pg-pass-1"},
+        kafka={"client_properties": {"sasl.oauthbearer.client.secret": "oauth-sec-2", "client.id": "me"}},
+        spark={"conf": {"spark.hadoop.fs.s3a.secret.key": "s3-sec-3", "spark.hadoop.fs.s3a.access.key": "AKIA4"}},
+    )
+    shown = loaded.redacted_json()
+    for secret in ("pg-pass-1", "oauth-sec-2", "s3-sec-3", "AKIA4"):
+        assert secret not in shown
+    assert '"client.id": "me"' in shown
+    assert set(loaded.secret_values()) == {"pg-pass-1", "oauth-sec-2", "s3-sec-3", "AKIA4"}
+
+
+def test_http_endpoints_bind_loopback_unless_told_otherwise() -> None:
+    loaded = load_settings(None)
+    assert loaded.consumer.http_host == "127.0.0.1" and loaded.stream.http_host == "127.0.0.1"
+    assert load_settings(None, stream={"http_host": "0.0.0.0"}).stream.http_host == "0.0.0.0"

@@ -210,7 +210,7 @@ def test_start_up_fails_fast_with_one_line(table_settings: LakesyncSettings, tmp
     data = table_settings.model_dump()
     data["postgres"].update(port=free_port(), password="x")
     no_postgres = consume(LakesyncSettings(**data))
-    assert no_postgres.returncode == 1
+    assert no_postgres.returncode == 10  # unreachable (README, exit codes)
     assert (
         no_postgres.stderr.startswith("lakesync: error: PostgreSQL at 127.0.0.1:")
         and no_postgres.stderr.count("\n") == 1
@@ -220,7 +220,7 @@ def test_start_up_fails_fast_with_one_line(table_settings: LakesyncSettings, tmp
     data["postgres"]["password"] = table_settings.postgres.password.get_secret_value()  # type: ignore[union-attr]
     data["kafka"]["bootstrap_servers"] = f"127.0.0.1:{free_port()}"
     no_kafka = consume(LakesyncSettings(**data))
-    assert no_kafka.returncode == 1
+    assert no_kafka.returncode == 10
     assert "lakesync: error: Kafka at" in no_kafka.stderr and "unreachable" in no_kafka.stderr
 
     data["kafka"]["bootstrap_servers"] = table_settings.kafka.bootstrap_servers

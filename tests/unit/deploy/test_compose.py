@@ -139,8 +139,16 @@ def test_the_mounted_lakesync_config_is_valid_with_the_services_environment(
     settings = load_settings(config)
     assert settings.kafka.bootstrap_servers == "kafka:9092" and settings.postgres.host == "postgres"
     assert settings.postgres.password.get_secret_value() == "from-a-secret"  # type: ignore[union-attr]
-    assert settings.consumer.http_port == 9101
+    assert settings.consumer.http_port == 9101 and settings.consumer.http_host == "0.0.0.0"
     assert settings.kafka.topic_partitions >= model["services"]["consumer"]["deploy"]["replicas"]
+
+
+def test_services_with_endpoints_bind_every_interface_of_their_container(model: dict[str, Any]) -> None:
+    """lakesync binds 127.0.0.1 unless told; in compose, Prometheus and health checks come from outside."""
+    services = model["services"]
+    assert services["stream"]["environment"]["LAKESYNC_STREAM__HTTP_HOST"] == "0.0.0.0"
+    assert services["consumer"]["environment"]["LAKESYNC_CONSUMER__HTTP_HOST"] == "0.0.0.0"
+    assert services["lag-exporter"]["environment"]["LAKESYNC_CONSUMER__HTTP_HOST"] == "0.0.0.0"
 
 
 def test_prometheus_scrapes_the_compose_services_on_their_ports(model: dict[str, Any]) -> None:

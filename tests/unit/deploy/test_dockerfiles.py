@@ -86,6 +86,8 @@ def test_consumer_image_runs_lakesync_consume_on_its_health_port() -> None:
     assert image.exec_form("CMD") == []
     env = image.env()
     assert image.last("EXPOSE") == env["LAKESYNC_CONSUMER__HTTP_PORT"]
+    # lakesync binds loopback by default: the image serves its endpoints to the container network.
+    assert env["LAKESYNC_CONSUMER__HTTP_HOST"] == "0.0.0.0"
     assert '"consumer", "/healthz"' in (image.last("HEALTHCHECK") or "")
 
 
@@ -96,6 +98,7 @@ def test_spark_image_runs_spark_submit_with_the_lakesync_driver() -> None:
     assert f"deploy/spark/driver.py {entrypoint[-1]}" in image.all("COPY")
     assert image.env()["PYSPARK_PYTHON"] == "/opt/lakesync/bin/python"
     assert image.last("EXPOSE") == image.env()["LAKESYNC_STREAM__HTTP_PORT"]
+    assert image.env()["LAKESYNC_STREAM__HTTP_HOST"] == "0.0.0.0"
 
 
 def test_spark_jars_come_from_the_same_pom_and_plugin_as_setup() -> None:

@@ -114,6 +114,7 @@ def test_consumer_probes_grace_and_disruption_budget() -> None:
     (container,) = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["metrics"] == settings.consumer.http_port
+    assert settings.consumer.http_host == "0.0.0.0"  # probes and scrapes reach the pod's IP
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
@@ -179,6 +180,8 @@ def test_reconcile_cronjob_fails_the_job_on_drift_without_retrying() -> None:
     job = cronjob["spec"]["jobTemplate"]["spec"]
     (rule,) = job["podFailurePolicy"]["rules"]
     assert rule["action"] == "FailJob" and 4 in rule["onExitCodes"]["values"]
+    # What a retry cannot fix fails at once (bad config, refused, mapping mismatch); unreachable retries.
+    assert {2, 11, 12} <= set(rule["onExitCodes"]["values"]) and 10 not in rule["onExitCodes"]["values"]
     assert _pod_spec(cronjob)["restartPolicy"] == "Never"  # required by podFailurePolicy
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     args = _pod_spec(cronjob)["containers"][0]["args"]

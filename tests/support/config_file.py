@@ -1,0 +1,42 @@
+"""Settings as a TOML file, secrets revealed: what a CLI subprocess reads with --config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lakesync.config import LakesyncSettings
+
+_SECRETS = {("postgres", "password"), ("kafka", "sasl_password"), ("kafka", "ssl_key_password")}
+
+
+def write_config(path: Path, settings: LakesyncSettings) -> Path:
+    """Every setting of `settings` in one TOML file (sections, [[tables]] with their columns and lookups)."""
+    data = settings.model_dump(mode="json")
+    for section, key in _SECRETS:  # model_dump masks SecretStr values; the file needs them
+        secret = getattr(getattr(settings, section), key)
+        data[section][key] = secret.get_secret_value() if secret is not None else None
+    lines = [_pair(k, v) for k, v in data.items() if not isinstance(v, (dict, list))]
+    for section, values in data.items():
+        if isinstance(values, dict):
+            lines += [f"[{section}]", *(_pair(k, v) for k, v in values.items())]
+    for table in data["tables"]:
+        lines += ["[[tables]]", *(_pair(k, v) for k, v in table.items() if k not in ("columns", "lookups"))]
+        for kind in ("columns", "lookups"):
+            for item in table[kind]:
+                lines += [f"[[tables.{kind}]]", *(_pair(k, v) for k, v in item.items())]
+    path.write_text("\n".join(line for line in lines if line) + "\n")
+    return path
+
+
+def _pair(key: str, value: Any) -> str:
+    return "" if value is None else f"{json.dumps(key)} = {_value(value)}"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return json.dumps(value)  # strings, numbers and booleans are spelled the same in TOML
