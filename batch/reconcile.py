@@ -31,11 +31,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from batch.consumer_position import wait_for_consumer
 from batch.pinned_source import PinnedSource, pin
 from batch.spark_progress import spark_progress
 from changes.envelope import SPARK_JSON_OPTIONS
 from changes.row_hash import row_hash_column, token_column
+from connectors.consumer_position import wait_for_consumer
 from connectors.postgres_read import align_to_schema, existing_table, read_table
 from connectors.postgres_schema import BOOKKEEPING_SCHEMA, VERSION_COLUMN, TableRef, tombstone_table_name
 from connectors.spark import column

@@ -36,6 +36,22 @@ CHANGE_TOPIC_CONFIG = {
 DEAD_LETTER_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(14 * 24 * 3600 * 1000)}
 
 
+def durability_config(settings: KafkaSettings) -> dict[str, str]:
+    """What every topic lakesync creates needs so that an acknowledged message survives a broker.
+
+    The stream records a change as published once Kafka acknowledged it (`acks=all`), and never
+    sends it again; `acks=all` only waits for the in-sync replicas, so the topic must refuse
+    writes when fewer than `min.insync.replicas` are in sync (default min(2, replication factor))
+    and must never elect an out-of-sync replica leader (which would drop acknowledged messages).
+    """
+    replicas = settings.topic_replication_factor
+    min_insync = settings.topic_min_insync_replicas or min(2, replicas)
+    return {
+        "min.insync.replicas": str(min(min_insync, replicas)),
+        "unclean.leader.election.enable": str(settings.topic_unclean_leader_election).lower(),
+    }
+
+
 def producer_config(settings: KafkaSettings, **overrides: str) -> dict[str, str]:
     return {**settings.client_config(), **PRODUCER_DEFAULTS, **overrides}
 
@@ -47,7 +63,8 @@ def ensure_topics(
     config: dict[str, str] | None = None,
     timeout_s: float = 30.0,
 ) -> list[str]:
-    """Create the topics that do not exist yet (configured partitions); return the created ones."""
+    """Create the topics that do not exist yet (configured partitions, `durability_config`); return
+    the created ones. Existing topics are left as they are."""
     admin = AdminClient(settings.client_config())
     wanted = set(topics)
     try:
@@ -65,7 +82,7 @@ def ensure_topics(
                 name,
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication_factor,
-                config=dict(config or {}),
+                config={**durability_config(settings), **(config or {})},
             )
             for name in missing
         ],

@@ -30,9 +30,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from batch.consumer_position import wait_for_consumer
 from batch.reconcile import reconcile
 from batch.reconcile_report import print_summary
+from connectors.consumer_position import wait_for_consumer
 from connectors.spark import build_spark_session
 from deploy.embedded_stack import EmbeddedStack
 from lakesync.config import ColumnMapping, LakesyncSettings, LookupTable, TableMapping, load_settings

@@ -70,6 +70,10 @@ class KafkaSettings(_Section):
     client_properties: dict[str, str] = Field(default_factory=dict)
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
+    # Topics lakesync creates refuse writes when fewer replicas than this are in sync (default:
+    # min(2, topic_replication_factor)), and never elect an out-of-sync leader unless allowed here.
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1)
+    topic_unclean_leader_election: bool = False
     dead_letter_topic: str = "lakesync.dead-letter"
 
     @field_validator("dead_letter_topic")
@@ -354,6 +358,9 @@ class StreamSettings(_Section):
     # A publishing task rides out a PostgreSQL outage (the stream's state) this long, reconnecting
     # with backoff, before it fails the micro-batch.
     postgres_retry_deadline_s: float = Field(default=300.0, gt=0)
+    # Seeding the state from the target (a table's first start) waits this long for the consumer
+    # group (consumer.group_id) to apply what is already on the topic, then refuses to start.
+    seed_wait_s: float = Field(default=600.0, ge=0)
 
 
 class LagSettings(_Section):

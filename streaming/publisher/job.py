@@ -26,6 +26,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from changes.type_mapping import target_columns
+from connectors.consumer_position import wait_for_consumer
 from connectors.kafka import (
     CHANGE_TOPIC_CONFIG,
     DEAD_LETTER_TOPIC_CONFIG,
@@ -60,7 +61,7 @@ from streaming.publisher.table_lock import TableLock
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
     from pyspark.sql import SparkSession
-    from pyspark.sql.streaming import StreamingQuery
+    from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 log = get_logger(__name__)
 
@@ -99,9 +100,11 @@ class StreamJob:
             for table in self.tables:  # before anything else: a rebuild may be running
                 lock = TableLock(table_state_dir(self.settings, table), table.name, "streaming")
                 self._locks[table.name] = lock.acquire()
+            # Every table is checked by Spark (mapping, types) before any topic is created.
+            writers = {table.name: self._prepare(spark, table) for table in self.tables}
             self._ensure_topics()
             for table in self.tables:
-                self._queries[table.name] = self._start(spark, table)
+                self._queries[table.name] = self._launch(table, writers[table.name])
             self._supervise(spark)
         finally:
             for lock in self._locks.values():
@@ -126,6 +129,10 @@ class StreamJob:
         ensure_topics(kafka, [kafka.dead_letter_topic], config=DEAD_LETTER_TOPIC_CONFIG)
 
     def _start(self, spark: SparkSession, table: TableMapping) -> StreamingQuery:
+        return self._launch(table, self._prepare(spark, table))
+
+    def _prepare(self, spark: SparkSession, table: TableMapping) -> DataStreamWriter:
+        """Check the source and the mapping with Spark, seed the state if needed; the query, unstarted."""
         with correlation(table=table.name):
             source.require_change_feed(spark, table)
             state = table_state_dir(self.settings, table)
@@ -137,7 +144,7 @@ class StreamJob:
             target_schema = CompiledMapping.target_schema(compiled.apply(feed))
             target_columns(target_schema)  # unsupported types fail here, naming the column
             if progress is None or not progress.seeded:
-                seed_state(spark, self.settings.postgres, table, target_schema)
+                self._seed(spark, table, target_schema)
             pipeline = TablePipeline(
                 table=table,
                 compiled=compiled,
@@ -150,14 +157,37 @@ class StreamJob:
                 .queryName(f"lakesync-{table.name}")
                 .option("checkpointLocation", str(checkpoint_dir(state)))
             )
-            writer = (
+            return (
                 writer.trigger(availableNow=True)
                 if self.once
                 else writer.trigger(processingTime=f"{self.settings.stream.trigger_interval_s} seconds")
             )
+
+    def _launch(self, table: TableMapping, writer: DataStreamWriter) -> StreamingQuery:
+        with correlation(table=table.name):
             query = writer.start()
             log.info("stream started", source=table.source, topic=table.topic_name, query_id=str(query.id))
             return query
+
+    def _seed(self, spark: SparkSession, table: TableMapping, target_schema: Any) -> None:
+        """Seed the state from the target, once the consumer applied everything already published.
+
+        A key published but not applied yet is not in the target: seeded without it, the state
+        would take its later delete for a no-op and the row would stay in PostgreSQL for ever.
+        """
+        wait_s = self.settings.stream.seed_wait_s
+        with correlation(table=table.name):
+            wait_for_consumer(
+                self.settings,
+                table,
+                wait_s,
+                on_wait=lambda behind: log.info("waiting for the consumer before seeding the state", behind=behind),
+                remedy=(
+                    "the stream seeds its state from the target only once everything already published is "
+                    "applied. Start `lakesync consume` (same consumer.group_id), or raise stream.seed_wait_s."
+                ),
+            )
+            seed_state(spark, self.settings.postgres, table, target_schema)
 
     def _publisher(self, table: TableMapping, target_schema: Any) -> PartitionPublisher:
         types = {c.name: c.pg_type for c in target_columns(target_schema)}

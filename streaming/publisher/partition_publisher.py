@@ -39,6 +39,8 @@ INPUT_COLUMNS = ("change_type", "key", "value", "version", "problem", "row_hash"
 _FLUSH_TIMEOUT_S = 120.0
 
 OffsetSpans = dict[int, tuple[int, int]]
+# (topic, key, value, headers) of one Kafka message.
+Message = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
 @dataclass
@@ -62,6 +64,11 @@ class Tally:
         if commit_micros is not None:
             known = self.max_commit_micros
             self.max_commit_micros = commit_micros if known is None else max(known, commit_micros)
+
+    def requarantine(self) -> None:
+        """A published upsert turned out too large for Kafka: it counts as quarantined instead."""
+        self.actions["upsert"] -= 1
+        self.actions["quarantine"] += 1
 
     def timed(self, phase: str, started: float) -> None:
         self.seconds[phase] += time.monotonic() - started
@@ -132,94 +139,56 @@ class PartitionPublisher:
 
     def __call__(self, batches: Iterable[Any]) -> Iterator[Any]:
         import pyarrow as pa
-        from confluent_kafka import Producer
 
-        tally = Tally()
-        failures: list[str] = []
-
-        def on_delivery(err: Any, msg: Any) -> None:
-            if err is not None:
-                failures.append(str(err))
-            elif msg.topic() == self.topic:
-                tally.delivered(msg.partition(), msg.offset())
-
-        producer = Producer(self.producer_config)
         with ExitStack() as stack:
             session = None
             if self.state is not None:
                 session = StateSession(self.state, self.connection or {}, self.retry_deadline_s)
                 stack.callback(session.close)
-            pending: list[tuple[str, StateChange]] = []
+            task = _Task(self, session)
             for batch in batches:
-                pending += self._publish_batch(batch.to_pydict(), session, producer, on_delivery, tally)
-                if len(pending) >= self.settle_rows:
-                    self._settle(producer, session, pending, failures, tally)
-            self._settle(producer, session, pending, failures, tally)
-        yield pa.RecordBatch.from_pydict({"tally": [tally.to_json()]})
+                task.publish(batch.to_pydict())
+                if len(task.pending) >= self.settle_rows:
+                    task.settle()
+            task.settle()
+        yield pa.RecordBatch.from_pydict({"tally": [task.tally.to_json()]})
 
-    def _publish_batch(
-        self, columns: dict[str, list[Any]], session: StateSession | None, producer: Any, on_delivery: Any, tally: Tally
-    ) -> list[tuple[str, StateChange]]:
-        known: dict[str, StateEntry] = {}
-        started = time.monotonic()
-        if session is not None and self.classify_changes:
-            known = session.lookup([k for k in columns["key"] if k is not None])
-        tally.timed("lookup_s", started)
-        started = time.monotonic()
-        changes: list[tuple[str, StateChange]] = []
-        rows = zip(*(columns[name] for name in INPUT_COLUMNS), strict=True)
-        for change_type, key, value, version, problem, row_hash, group_rows, commit_micros in rows:
-            action, state_change = self._decide(change_type, key, version, problem, row_hash, known)
-            tally.count(action, group_rows, version, commit_micros)
-            if action in PUBLISHED:
-                for topic, k, v, headers in self._messages(action, key, value, version, problem):
-                    _produce(producer, topic, k, v, headers, on_delivery)
-            if state_change is not None and key is not None:
-                changes.append((key, state_change))
-        tally.timed("produce_s", started)
-        return changes
-
-    def _decide(
+    def decide(
         self, change_type: str, key: str | None, version: int, problem: str | None, row_hash: int | None, known: Any
     ) -> tuple[str, StateChange]:
+        """The row's action and state change: classified against the state, or given by the row."""
         if self.classify_changes:
             return classify(change_type, version, row_hash, problem, known.get(key) if key is not None else None)
         if change_type == "quarantine" or problem is not None:
             return "quarantine", None
         return change_type, repair_state(change_type, version, row_hash) if self.repair else None
 
-    def _settle(
-        self,
-        producer: Any,
-        session: StateSession | None,
-        pending: list[tuple[str, StateChange]],
-        failures: list[str],
-        tally: Tally,
-    ) -> None:
-        """Wait until Kafka acknowledged everything produced, then record the state changes."""
-        started = time.monotonic()
-        remaining = producer.flush(_FLUSH_TIMEOUT_S)
-        tally.timed("flush_s", started)
-        if remaining or failures:
-            raise PublishError(
-                f"table {self.table!r}: {remaining} message(s) unacknowledged, "
-                f"{len(failures)} failed (first: {failures[:1]})"
-            )
-        started = time.monotonic()
-        if session is not None and pending:
-            session.record(pending)
-        tally.timed("record_s", started)
-        pending.clear()
+    def oversized_letter(self, key: bytes, size: int, limit: str, version: int | None) -> Message:
+        """The dead-letter record of a change Kafka cannot hold: its key and sizes, not its value."""
+        letter = DeadLetter(
+            stage=self.stage,
+            error_class="oversized_row",
+            message=(
+                f"the change's message is {size} bytes, over {limit}: not published; raise the limit "
+                "(the topic's max.message.bytes and kafka.client_properties message.max.bytes) and "
+                "publish the row again (a later change of it, or lakesync reconcile --repair)"
+            ),
+            table=self.table,
+            source_version=version,
+        )
+        return self.dead_letter_topic, key, None, letter.headers()
 
-    def _messages(
-        self, action: str, key: str | None, value: bytes, version: int, problem: str | None
-    ) -> list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+    def messages(self, action: str, key: str | None, value: bytes, version: int, problem: str | None) -> list[Message]:
+        """What one published action sends: an upsert; a delete and its tombstone; a dead letter."""
         encoded_key = key.encode() if key is not None else None
         if action == "upsert":
-            return [(self.topic, encoded_key, value, self._headers())]
+            return [(self.topic, encoded_key, value, self._envelope_headers())]
         if action == "delete":
             tombstone = tombstone_headers(self.table, version, self.key_types, repair=self.repair)
-            return [(self.topic, encoded_key, value, self._headers()), (self.topic, encoded_key, None, tombstone)]
+            return [
+                (self.topic, encoded_key, value, self._envelope_headers()),
+                (self.topic, encoded_key, None, tombstone),
+            ]
         reason = problem or "unknown"
         letter = DeadLetter(
             stage=self.stage,
@@ -230,8 +199,115 @@ class PartitionPublisher:
         )
         return [(self.dead_letter_topic, encoded_key, value, letter.headers())]
 
-    def _headers(self) -> list[tuple[str, bytes]]:
+    def _envelope_headers(self) -> list[tuple[str, bytes]]:
         return [(HEADER_ENVELOPE, str(ENVELOPE_VERSION).encode()), (HEADER_TABLE, self.table.encode())]
+
+
+class _Task:
+    """One Spark task of a publishing job: its producer, state session, pending state changes, tally.
+
+    A change whose message Kafka refuses as too large (librdkafka's `message.max.bytes` at
+    produce time, or the topic's `max.message.bytes` at the broker) would fail every replay of
+    the batch; it is quarantined instead: a dead-letter record with its key and size, no state
+    change, counted as quarantined. Any other delivery failure fails the task.
+    """
+
+    def __init__(self, publisher: PartitionPublisher, session: StateSession | None) -> None:
+        from confluent_kafka import Producer
+
+        self.publisher = publisher
+        self.session = session
+        self.tally = Tally()
+        self.pending: list[tuple[str, StateChange]] = []
+        self.failures: list[str] = []
+        self.oversized: dict[bytes, tuple[int, str]] = {}
+        self.versions: dict[bytes, int] = {}
+        self.producer = Producer(publisher.producer_config)
+        self._message_limit = f"message.max.bytes ({publisher.producer_config.get('message.max.bytes', 1000000)})"
+
+    def publish(self, columns: dict[str, list[Any]]) -> None:
+        """Classify and produce one Arrow batch of rows; keep their state changes pending."""
+        publisher, started = self.publisher, time.monotonic()
+        known: dict[str, StateEntry] = {}
+        if self.session is not None and publisher.classify_changes:
+            known = self.session.lookup([k for k in columns["key"] if k is not None])
+        self.tally.timed("lookup_s", started)
+        started = time.monotonic()
+        for change_type, key, value, version, problem, row_hash, group_rows, commit_micros in zip(
+            *(columns[name] for name in INPUT_COLUMNS), strict=True
+        ):
+            action, state_change = publisher.decide(change_type, key, version, problem, row_hash, known)
+            self.tally.count(action, group_rows, version, commit_micros)
+            if action in PUBLISHED:
+                for message in publisher.messages(action, key, value, version, problem):
+                    self._produce(message, version)
+            if state_change is not None and key is not None:
+                self.pending.append((key, state_change))
+        self.tally.timed("produce_s", started)
+
+    def settle(self) -> None:
+        """Wait until Kafka acknowledged everything produced, then record the state changes."""
+        started = time.monotonic()
+        remaining = self.producer.flush(_FLUSH_TIMEOUT_S)
+        if self.oversized and not remaining:
+            remaining = self._quarantine_oversized()
+        self.tally.timed("flush_s", started)
+        if remaining or self.failures:
+            raise PublishError(
+                f"table {self.publisher.table!r}: {remaining} message(s) unacknowledged, "
+                f"{len(self.failures)} failed (first: {self.failures[:1]})"
+            )
+        started = time.monotonic()
+        if self.session is not None and self.pending:
+            self.session.record(self.pending)
+        self.tally.timed("record_s", started)
+        self.pending.clear()
+        self.versions.clear()
+
+    def _produce(self, message: Message, version: int) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        topic, key, value, headers = message
+        if key is not None and topic == self.publisher.topic:
+            self.versions[key] = version
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=self._delivered)
+                self.producer.poll(0)
+                return
+            except BufferError:
+                # The local queue is full: let librdkafka drain it, then try again.
+                self.producer.poll(0.5)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE or key is None:
+                    raise
+                if topic != self.publisher.topic:  # a quarantined row too large to keep: its key and why
+                    value = None
+                    continue
+                self.oversized[key] = (len(value or b""), self._message_limit)
+                return
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        if err is None:
+            if msg.topic() == self.publisher.topic:
+                self.tally.delivered(msg.partition(), msg.offset())
+        elif err.code() == KafkaError.MSG_SIZE_TOO_LARGE and msg.topic() == self.publisher.topic and msg.key():
+            self.oversized[msg.key()] = (len(msg.value() or b""), "the topic's max.message.bytes")
+        else:
+            self.failures.append(str(err))
+
+    def _quarantine_oversized(self) -> int:
+        """Dead-letter the oversized changes, drop their state changes; messages still unacknowledged."""
+        keys = {key.decode() for key in self.oversized}
+        self.pending = [(key, change) for key, change in self.pending if key not in keys]
+        for key, (size, limit) in self.oversized.items():
+            version = self.versions.get(key, -1)
+            self._produce(self.publisher.oversized_letter(key, size, limit, version), version)
+            self.tally.requarantine()
+        self.oversized.clear()
+        return int(self.producer.flush(_FLUSH_TIMEOUT_S))
 
 
 class StateSession:
@@ -295,21 +371,3 @@ def sum_tallies(rows: Iterable[Any]) -> Tally:
     for row in rows:
         total.add(Tally.from_json(row["tally"]))
     return total
-
-
-def _produce(
-    producer: Any,
-    topic: str,
-    key: bytes | None,
-    value: bytes | None,
-    headers: list[tuple[str, bytes]],
-    on_delivery: Any,
-) -> None:
-    while True:
-        try:
-            producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
-            producer.poll(0)
-            return
-        except BufferError:
-            # The local queue is full: let librdkafka drain it, then try again.
-            producer.poll(0.5)

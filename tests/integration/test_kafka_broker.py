@@ -51,7 +51,7 @@ def test_produce_consume_round_trip_keeps_keys_on_one_partition(settings: Lakesy
 
 def test_ensure_topics_creates_compacted_topics_once(settings: LakesyncSettings, unique_name: str) -> None:
     """Missing topics are created with the configured partitions and config; a rerun is a no-op."""
-    from confluent_kafka.admin import ConfigResource
+    from confluent_kafka.admin import ConfigResource, ConfigSource
 
     from connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics
 
@@ -63,3 +63,7 @@ def test_ensure_topics_creates_compacted_topics_once(settings: LakesyncSettings,
     resource = ConfigResource(ConfigResource.Type.TOPIC, unique_name)
     configs = admin.describe_configs([resource])[resource].result(10)
     assert configs["cleanup.policy"].value == "compact"
+    # Durability does not rest on the broker's defaults (min(2, replication factor) = 1 here).
+    assert configs["min.insync.replicas"].value == "1"
+    assert configs["min.insync.replicas"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert configs["unclean.leader.election.enable"].value == "false"

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from batch.consumer_position import applied_offsets, end_offsets
+from connectors.consumer_position import applied_offsets, end_offsets
 from lakesync.config import LakesyncSettings
 from streaming.consumer.service import ConsumerService
 

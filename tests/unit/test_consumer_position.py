@@ -1,6 +1,6 @@
 """Counting what the consumer still has to apply."""
 
-from batch.consumer_position import behind
+from connectors.consumer_position import behind
 
 
 def test_behind_sums_missing_messages_and_ignores_partitions_ahead() -> None:

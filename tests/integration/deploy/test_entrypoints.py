@@ -24,7 +24,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from batch.consumer_position import end_offsets
+from connectors.consumer_position import end_offsets
 from deploy.embedded_stack import EmbeddedStack
 from deploy.processes import free_port
 from lakesync.cli import app

@@ -1,4 +1,4 @@
-"""Has the consumer group applied everything on a table's topic? (reconcile waits for it)
+"""Has the consumer group applied everything on a table's topic? (reconcile and seeding wait for it)
 
 The consumer stores, in the same transaction as the rows, the next offset to read per
 partition (`lakesync.consumer_offsets`). Once those reach the topic's end offsets taken at one
@@ -54,8 +54,16 @@ def wait_for_consumer(
     table: TableMapping,
     timeout_s: float,
     on_wait: Callable[[int], None] = lambda _: None,
+    *,
+    remedy: str = (
+        "reconcile compares PostgreSQL once it has applied what was published. Start `lakesync consume`, or "
+        "pass --no-wait to compare anyway (unapplied changes then show as drift)."
+    ),
 ) -> float:
-    """Block until the group applied the topic up to its current end; seconds waited."""
+    """Block until the group applied the topic up to its current end; seconds waited.
+
+    `remedy` ends the error's line when the wait times out: why the caller waits and what to do.
+    """
     started = time.monotonic()
     wanted = end_offsets(settings, table.topic_name)
     while (missing := behind(wanted, applied_offsets(settings, table.topic_name))) > 0:
@@ -63,9 +71,7 @@ def wait_for_consumer(
         if waited > timeout_s:
             raise ConsumerBehindError(
                 f"table {table.name!r}: consumer group {settings.consumer.group_id!r} is still {missing} "
-                f"message(s) behind on {table.topic_name} after {timeout_s:.0f} s; reconcile compares "
-                "PostgreSQL once it has applied what was published. Start `lakesync consume`, or pass "
-                "--no-wait to compare anyway (unapplied changes then show as drift)."
+                f"message(s) behind on {table.topic_name} after {timeout_s:.0f} s; {remedy}"
             )
         on_wait(missing)
         time.sleep(1.0)
