@@ -213,8 +213,6 @@ class _Task:
     """
 
     def __init__(self, publisher: PartitionPublisher, session: StateSession | None) -> None:
-        from confluent_kafka import Producer
-
         self.publisher = publisher
         self.session = session
         self.tally = Tally()
@@ -222,7 +220,7 @@ class _Task:
         self.failures: list[str] = []
         self.oversized: dict[bytes, tuple[int, str]] = {}
         self.versions: dict[bytes, int] = {}
-        self.producer = Producer(publisher.producer_config)
+        self.producer = shared_producer(publisher.producer_config)
         self._message_limit = f"message.max.bytes ({publisher.producer_config.get('message.max.bytes', 1000000)})"
 
     def publish(self, columns: dict[str, list[Any]]) -> None:
@@ -363,6 +361,26 @@ class StateSession:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(**self._connection)
         return self._conn
+
+
+# One producer per configuration in each Python worker process, reused by the tasks it runs.
+_PRODUCERS: dict[tuple[tuple[str, str], ...], Any] = {}
+
+
+def shared_producer(config: dict[str, Any]) -> Any:
+    """The worker's producer for `config`, created on first use.
+
+    A producer per task would leave one behind per micro-batch (its threads and broker
+    connections live until the garbage collector finds it) and pay its start-up every batch.
+    Tasks of a worker run one at a time and each flushes before it ends.
+    """
+    from confluent_kafka import Producer
+
+    key = tuple(sorted((name, str(value)) for name, value in config.items() if name != "logger"))
+    producer = _PRODUCERS.get(key)
+    if producer is None:
+        producer = _PRODUCERS[key] = Producer(config)
+    return producer
 
 
 def sum_tallies(rows: Iterable[Any]) -> Tally:
