@@ -48,12 +48,20 @@ def running(settings: LakesyncSettings) -> Iterator[ConsumerService]:
     wait_until(lambda: service.started.is_set() or bool(failure), 30, "service start")
     try:
         yield service
-    finally:
-        service.stop()
-        thread.join(15)
-        assert not thread.is_alive(), "service did not stop within 15 s"
+    except BaseException as waited:
+        _stop(service, thread)
+        if failure:  # the service's own error explains why the block failed waiting for it
+            raise failure[0] from waited
+        raise
+    _stop(service, thread)
     if failure:
         raise failure[0]
+
+
+def _stop(service: ConsumerService, thread: threading.Thread) -> None:
+    service.stop()
+    thread.join(15)
+    assert not thread.is_alive(), "service did not stop within 15 s"
 
 
 def run_until_caught_up(settings: LakesyncSettings, topic: str, timeout_s: float = 60.0) -> None:
