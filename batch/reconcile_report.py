@@ -18,13 +18,21 @@ _LABELS = {
 }
 
 
+# Why the comparison is at its version, as the summary says it.
+_PINNED = {
+    "stream progress": "the newest version the stream has completely published",
+    "requested": "as requested",
+    "latest": "the table's latest; no stream progress recorded",
+}
+
+
 def print_summary(result: ReconcileResult, console: Console) -> None:
     verdict = (
         "[green]in sync[/green]" if result.counts.drift == 0 else f"[red]{result.counts.drift:,} drifted key(s)[/red]"
     )
     console.print(
         f"reconcile [bold]{result.table}[/bold] → {result.target} at Delta version {result.version} "
-        f"({result.pinned_by}): {verdict} in {result.duration_s:.1f} s"
+        f"({_PINNED.get(result.pinned_by, result.pinned_by)}): {verdict} in {result.duration_s:.1f} s"
     )
     counts = Table(show_header=True, header_style="bold")
     counts.add_column("keys")
