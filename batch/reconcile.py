@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from batch.pinned_source import PinnedSource, pin
 from batch.spark_progress import spark_progress
 from changes.envelope import SPARK_JSON_OPTIONS
-from changes.row_hash import row_hash_column, token_column
 from connectors.consumer_position import wait_for_consumer
 from connectors.postgres_read import align_to_schema, existing_table, read_table
 from connectors.postgres_schema import BOOKKEEPING_SCHEMA, VERSION_COLUMN, TableRef, tombstone_table_name
@@ -44,6 +43,7 @@ from lakesync.logs import get_logger
 from streaming.publisher.envelope_spark import json_ready, key_json
 from streaming.publisher.mapping import PROBLEM
 from streaming.publisher.progress import read_progress
+from streaming.publisher.row_hash_spark import row_hash_column, token_column
 from streaming.publisher.state_store import stream_target
 
 if TYPE_CHECKING:

@@ -24,18 +24,14 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from connectors.errors import OffsetsUnavailableError
 from lakesync.config import KafkaSettings
-from lakesync.errors import LakesyncError
 from observability.lag import GroupSample, PartitionSample
 
 Partition = tuple[str, int]
 
 # Ownership is unknown while a group moves partitions between members.
 _REBALANCING = {ConsumerGroupState.PREPARING_REBALANCING, ConsumerGroupState.COMPLETING_REBALANCING}
-
-
-class OffsetsUnavailableError(LakesyncError):
-    """Kafka did not answer the offset or group requests in time."""
 
 
 class OffsetReader:

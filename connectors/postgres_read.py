@@ -20,9 +20,9 @@ from psycopg import sql
 from pyspark.sql import types as T
 
 from changes.envelope import SPARK_JSON_OPTIONS
-from changes.type_mapping import is_nested
 from connectors.postgres_schema import ExistingTable, TableRef, describe_table
 from connectors.spark import column
+from connectors.spark_types import is_nested
 from lakesync.config import PostgresSettings
 
 if TYPE_CHECKING:

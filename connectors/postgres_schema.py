@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from changes.type_mapping import TargetColumn
-from lakesync.errors import LakesyncError
+from connectors.errors import SchemaMismatchError
 
 BOOKKEEPING_SCHEMA = "lakesync"
 OFFSETS_TABLE = "consumer_offsets"
@@ -47,10 +47,6 @@ _TYPE_ALIASES = {
     "timestamp with time zone": "timestamptz",
     "timestamp without time zone": "timestamp",
 }
-
-
-class SchemaMismatchError(LakesyncError):
-    """The target table cannot hold what the envelopes carry without a rebuild (types, key)."""
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.errors import EmbeddedServiceError
 from deploy.processes import free_port, pid_runs, tcp_open, wait_until_ready
-from lakesync.errors import EmbeddedServiceError, SetupError
+from lakesync.errors import SetupError
 
 SERVER_USER = "postgres"
 SUPERUSER = "lakesync"

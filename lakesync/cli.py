@@ -20,14 +20,14 @@ from typing import Annotated, NoReturn
 import typer
 
 from lakesync.config import LakesyncSettings, load_settings
-from lakesync.errors import ConfigError, LakesyncError, NotReadyError, ServiceUnreachableError
+from lakesync.errors import ConfigError, LakesyncError, NotReadyError, RebuildRequiredError
 from lakesync.logs import LogFormat, configure_logging, get_logger, known_secrets, register_secrets
 from lakesync.redaction import scrub
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_DRIFT = 4
-EXIT_SCHEMA = 3  # the target or the stream cannot go on without `lakesync rebuild`
+EXIT_SCHEMA = RebuildRequiredError.exit_code  # the target or the stream cannot go on without `lakesync rebuild`
 EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
@@ -239,7 +239,7 @@ def consume(
     ] = None,
 ) -> None:
     """Apply change events from Kafka to PostgreSQL (the consumer service; exit 3: schema needs a rebuild)."""
-    from connectors.postgres_schema import SchemaMismatchError
+    from connectors.errors import SchemaMismatchError
     from lakesync import preflight
     from streaming.consumer.service import ConsumerService
 
@@ -357,32 +357,10 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 def exit_code(exc: BaseException) -> int:
-    """The documented exit code of an error (README, "Exit codes")."""
-    for error_class, code in _foreign_exit_codes():
-        if isinstance(exc, error_class):
-            return code
+    """The documented exit code of an error (README, "Exit codes"): its class says it."""
     if _spark_analysis_sqlstate(exc).startswith(_SQLSTATE_ANALYSIS):
         return NotReadyError.exit_code
     return exc.exit_code if isinstance(exc, LakesyncError) else EXIT_ERROR
-
-
-def _foreign_exit_codes() -> list[tuple[type[BaseException], int]]:
-    """Errors other packages raise, classified here so those packages need not know the CLI."""
-    from changes.type_mapping import UnsupportedTypeError
-    from connectors.postgres import PostgresUnavailableError
-    from connectors.postgres_schema import SchemaMismatchError
-    from streaming.consumer.errors import KafkaUnavailableError
-    from streaming.publisher.schema_guard import SchemaChangeError
-    from streaming.publisher.source import SourceError
-
-    return [
-        (SchemaMismatchError, EXIT_SCHEMA),
-        (SchemaChangeError, EXIT_SCHEMA),
-        (SourceError, NotReadyError.exit_code),
-        (UnsupportedTypeError, NotReadyError.exit_code),
-        (PostgresUnavailableError, ServiceUnreachableError.exit_code),
-        (KafkaUnavailableError, ServiceUnreachableError.exit_code),
-    ]
 
 
 # SQLSTATE class 42, "syntax error or access rule violation": Spark could not resolve what the

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from changes.collapse import latest_per_key
-from changes.envelope import EnvelopeError
+from changes.errors import EnvelopeError
 from connectors.postgres_schema import TableRef
 from streaming.consumer import columnar
 from streaming.consumer.decode import KEY, MESSAGE, ORDER, ROW, SHAPE, Change, Message, Shape, TableDecoder

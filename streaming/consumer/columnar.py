@@ -31,7 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from changes.collapse import latest_per_key
-from changes.envelope import ENVELOPE_VERSION, REPAIR_BATCH_ID, EnvelopeError
+from changes.envelope import ENVELOPE_VERSION, REPAIR_BATCH_ID
+from changes.errors import EnvelopeError
 from changes.order import DELETE_RANK, IMAGE_RANK, REPAIR_RANK
 from streaming.consumer.decode import KEY, ORDER, ROW, Change, Message, Shape, TableDecoder
 

@@ -22,14 +22,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 from changes import dead_letter as dlq
 from connectors.kafka import producer_config
 from lakesync.config import KafkaSettings
-from lakesync.errors import LakesyncError
+from streaming.consumer.errors import DeadLetterReplayError
 
 HEADER_REPLAYED_FROM = "lakesync-dlq-replayed-from"  # `<dead-letter partition>:<offset>` on a replayed record
 _DLQ_PREFIX = "lakesync-dlq-"
-
-
-class DeadLetterReplayError(LakesyncError):
-    """Dead letters could not be read, or a chosen one cannot be replayed."""
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from changes.envelope import (
-    ENVELOPE_VERSION,
-    REPAIR_BATCH_ID,
-    EnvelopeError,
-    decode_event,
-    parse_columns,
-)
+from changes.envelope import ENVELOPE_VERSION, REPAIR_BATCH_ID, decode_event, parse_columns
+from changes.errors import EnvelopeError
 from changes.order import DELETE_RANK, IMAGE_RANK, REPAIR_RANK
 from changes.type_mapping import TargetColumn
 from connectors.postgres_schema import BOOKKEEPING_PREFIX, MAX_IDENTIFIER_BYTES, allowed_type

@@ -38,7 +38,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient
 
 from connectors import postgres, postgres_schema
-from connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, TopicError, ensure_topics
+from connectors.errors import PostgresUnavailableError, TopicError
+from connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, ensure_topics
 from connectors.kafka_offsets import OffsetReader
 from connectors.postgres_schema import TableRef
 from lakesync.config import LakesyncSettings
@@ -54,7 +55,7 @@ from streaming.consumer.claims import ClaimResult, PartitionClaims
 from streaming.consumer.classify import is_transient
 from streaming.consumer.dead_letters import DeadLetterSink
 from streaming.consumer.decode import TableDecoder
-from streaming.consumer.errors import BatchAbandonedError, BatchFencedError, ClaimAbandonedError, KafkaUnavailableError
+from streaming.consumer.errors import BatchDroppedError, BatchFencedError, ClaimAbandonedError, KafkaUnavailableError
 from streaming.consumer.worker import ApplyLanes, Outcome, TombstonePurge
 
 log = get_logger("lakesync.consumer")
@@ -417,14 +418,14 @@ class ConsumerService:
 
     def _settle(self, outcome: Outcome, *, raise_errors: bool) -> None:
         batch, error = outcome.batch, outcome.error
-        if isinstance(error, (BatchAbandonedError, BatchFencedError)):
+        if isinstance(error, BatchDroppedError):
             self._dropped(batch, error)
             return
         if error is not None:
             if not raise_errors:
                 return
             if is_transient(error):
-                raise postgres.PostgresUnavailableError(
+                raise PostgresUnavailableError(
                     f"gave up after {self.settings.consumer.retry_deadline_s:.0f} s of transient errors: "
                     f"{type(error).__name__}: {str(error).strip()}"
                 ) from error
@@ -474,7 +475,7 @@ class ConsumerService:
             if isinstance(result.error, ClaimAbandonedError):
                 return
             if is_transient(result.error):
-                raise postgres.PostgresUnavailableError(
+                raise PostgresUnavailableError(
                     f"could not claim partitions for {self.settings.consumer.retry_deadline_s:.0f} s: "
                     f"{type(result.error).__name__}: {str(result.error).strip()}"
                 ) from result.error

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from changes.type_mapping import is_nested
 from connectors.spark import column
+from connectors.spark_types import is_nested
 from lakesync.config import ColumnMapping, LookupTable, TableMapping
 
 if TYPE_CHECKING:

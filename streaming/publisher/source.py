@@ -7,16 +7,12 @@ from typing import TYPE_CHECKING
 from connectors import delta_log
 from connectors.delta_log import commit_actions
 from lakesync.config import TableMapping
-from lakesync.errors import LakesyncError
+from streaming.publisher.errors import SourceError
 from streaming.publisher.mapping import FEED_METADATA
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
-
-
-class SourceError(LakesyncError):
-    """A source table is missing or cannot be streamed (e.g. change data feed is off)."""
 
 
 def change_feed(spark: SparkSession, table: TableMapping, *, starting_version: int | None = None) -> DataFrame:

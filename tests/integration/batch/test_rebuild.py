@@ -17,12 +17,12 @@ import pytest
 
 from batch.rebuild import rebuild, side_name
 from batch.reconcile import reconcile
+from streaming.publisher.errors import SchemaChangeError, TableBusyError
 from streaming.publisher.job import StreamJob
 from streaming.publisher.progress import read_progress
-from streaming.publisher.schema_guard import SchemaChangeError
 from streaming.publisher.state_dir import table_state_dir
 from streaming.publisher.state_store import stream_target
-from streaming.publisher.table_lock import TableBusyError, TableLock
+from streaming.publisher.table_lock import TableLock
 from tests.support.pipeline import Pipeline
 from tests.support.rich_rows import SCHEMA, row
 

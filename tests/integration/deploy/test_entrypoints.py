@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).parent
 # Import names of the distributions the consumer image leaves out (its Dockerfile's --without).
-IMPORT_NAMES = {"delta-spark": "delta", "deltalake": "deltalake", "pandas": "pandas"}
+IMPORT_NAMES = {"pyspark": "pyspark", "delta-spark": "delta", "deltalake": "deltalake", "pandas": "pandas"}
 
 
 def image(name: str) -> Stage:

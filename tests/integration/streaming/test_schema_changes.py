@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from lakesync.config import LakesyncSettings, TableMapping
+from streaming.publisher.errors import SchemaChangeError
 from streaming.publisher.job import StreamJob
-from streaming.publisher.schema_guard import SchemaChangeError
 
 from .conftest import create_delta, delta_sql, events, read_new, read_topic
 

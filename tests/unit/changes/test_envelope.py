@@ -9,16 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from changes.envelope import (
-    ChangeEvent,
-    EnvelopeError,
-    Op,
-    decode_event,
-    decode_value,
-    encode_event,
-    encode_value,
-    tombstone_headers,
-)
+from changes.envelope import ChangeEvent, Op, decode_event, decode_value, encode_event, encode_value, tombstone_headers
+from changes.errors import EnvelopeError
 from changes.type_mapping import TargetColumn
 
 COLUMNS = (

@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from changes.envelope import ChangeEvent, EnvelopeError, Op, decode_event, decode_value, encode_event, tombstone_headers
+from changes.envelope import ChangeEvent, Op, decode_event, decode_value, encode_event, tombstone_headers
+from changes.errors import EnvelopeError
 from changes.type_mapping import TargetColumn
 from streaming.consumer.decode import KEY, ORDER, ROW, SHAPE, TableDecoder
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from changes.type_mapping import TargetColumn
+from connectors.errors import SchemaMismatchError
 from connectors.postgres_schema import (
     ExistingTable,
-    SchemaMismatchError,
     TableRef,
     _column_definition,
     allowed_type,
