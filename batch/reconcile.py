@@ -31,7 +31,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from batch.comparison import DRIFT_KINDS, KEY, KIND, Comparison
 from batch.pinned_source import PinnedSource, pin
+from batch.repair import publish_repairs
 from batch.spark_progress import spark_progress
 from changes.envelope import SPARK_JSON_OPTIONS
 from connectors.consumer_position import wait_for_consumer
@@ -51,10 +53,6 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
 log = get_logger(__name__)
-
-DRIFT_KINDS = ("different", "missing_in_target", "extra_in_target")
-KINDS = ("equal", *DRIFT_KINDS, "newer_in_target", "deleted_after_pin")
-KEY, KIND = "_ls_key", "_ls_kind"
 
 
 @dataclass
@@ -91,17 +89,6 @@ class ReconcileResult:
         return json.dumps(body, indent=2, default=str)
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """The classified keys (lazy) and what produced them, for the sample and repairs."""
-
-    pinned: PinnedSource
-    source: DataFrame  # mapped source rows with KEY, syncable only
-    target: DataFrame | None  # aligned target rows with KEY and the version column
-    classified: DataFrame  # KEY, KIND
-    target_read: DataFrame | None = None  # the JDBC read under `target`, where key filters push down
-
-
 def choose_version(settings: LakesyncSettings, table: TableMapping, requested: int | None) -> tuple[int | None, str]:
     """The version to pin and why: requested, the stream's progress, or the latest (None)."""
     if requested is not None:
@@ -124,8 +111,6 @@ def reconcile(
 ) -> ReconcileResult:
     """Compare, report and (optionally) repair one table mapping."""
     from pyspark import StorageLevel
-
-    from batch.repair import publish_repairs
 
     started = time.monotonic()
     wanted, pinned_by = choose_version(settings, table, version)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from batch.reconcile import KEY, KIND, Comparison
+from batch.comparison import KEY, KIND, Comparison
 from changes.envelope import REPAIR_BATCH_ID
 from connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, ensure_topics, producer_config
 from connectors.spark_types import target_columns

@@ -9,10 +9,6 @@ class PostgresUnavailableError(ServiceUnreachableError):
     """PostgreSQL cannot be reached (at start-up, or for longer than the retry deadline)."""
 
 
-class OffsetsUnavailableError(LakesyncError):
-    """Kafka did not answer the offset or group requests in time."""
-
-
 class TopicError(LakesyncError):
     """A topic lakesync needs could not be created or described."""
 

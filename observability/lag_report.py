@@ -19,10 +19,10 @@ from types import FrameType
 from rich.table import Table
 from rich.text import Text
 
-from connectors.kafka_offsets import OffsetReader
 from lakesync.config import LakesyncSettings
 from lakesync.logs import get_logger
 from observability.endpoints import HealthServer, Probes
+from observability.kafka_offsets import OffsetReader
 from observability.lag import GroupLag, LagWindow, Status
 from observability.lag_monitor import LagMonitor
 

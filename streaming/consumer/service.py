@@ -40,12 +40,12 @@ from confluent_kafka.admin import AdminClient
 from connectors import postgres, postgres_schema
 from connectors.errors import PostgresUnavailableError, TopicError
 from connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, ensure_topics
-from connectors.kafka_offsets import OffsetReader
 from connectors.postgres_schema import TableRef
 from lakesync.config import LakesyncSettings
 from lakesync.errors import ConfigError
 from lakesync.logs import correlation, get_logger
 from observability.endpoints import HealthServer, Probes
+from observability.kafka_offsets import OffsetReader
 from observability.lag_monitor import LagMonitor
 from streaming.consumer import metrics
 from streaming.consumer.apply import BatchApplier, SchemaKeeper, observe

@@ -14,9 +14,9 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
-from connectors.kafka_offsets import OffsetReader
 from deploy.processes import free_port
 from lakesync.config import LakesyncSettings
+from observability.kafka_offsets import OffsetReader
 
 from .conftest import http_get, lag_json, scrape, settings_for, wait_until, write_config
 

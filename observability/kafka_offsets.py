@@ -24,8 +24,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from connectors.errors import OffsetsUnavailableError
 from lakesync.config import KafkaSettings
+from observability.errors import OffsetsUnavailableError
 from observability.lag import GroupSample, PartitionSample
 
 Partition = tuple[str, int]
