@@ -16,10 +16,11 @@ demo: setup
 test: setup lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-# Lint, format and import-contract checks over the whole checkout (configured in pyproject.toml).
+# Lint, format, type and import-contract checks over the whole checkout (configured in pyproject.toml).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 unit: setup

@@ -148,7 +148,7 @@ def _load_shadow(
             [c.name for c in columns] + [VERSION_COLUMN, COMMIT_TS_COLUMN],
         )
         copied = _bounded(lines, settings.postgres.max_spark_connections).mapInArrow(writer, COPY_COUNT_SCHEMA)
-        rows = int(copied.agg(F.sum("copied")).first()[0] or 0)  # one number
+        rows = int(copied.agg(F.sum("copied")).first()[0] or 0)  # type: ignore[index]  # a global aggregate always has its one row
     load_s = time.monotonic() - loaded_at
     _add_key_and_analyze(settings, shadow, pinned.table.key_columns)
     return rows, quarantined, load_s

@@ -26,7 +26,9 @@ Every key lands in exactly one class:
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -219,15 +221,9 @@ def key_filter(schema: StructType, key_columns: list[str], keys: list[str]) -> C
     matches = []
     for text in keys:
         values = json.loads(text)
-        match = None
-        for k in key_columns:
-            equal = column(k) == F.lit(values[k]).cast(types[k])  # folded: still pushed down
-            match = equal if match is None else match & equal
-        matches.append(match)
-    result = matches[0]
-    for match in matches[1:]:
-        result = result | match
-    return result
+        equals = [column(k) == F.lit(values[k]).cast(types[k]) for k in key_columns]  # folded: still pushed down
+        matches.append(functools.reduce(operator.and_, equals))
+    return functools.reduce(operator.or_, matches)
 
 
 def _sample_entry(

@@ -89,7 +89,8 @@ def align_to_schema(frame: DataFrame, schema: T.StructType) -> DataFrame:
         if field.name not in present:
             aligned.append(F.lit(None).cast(field.dataType).alias(field.name))
         elif is_nested(field.dataType):
-            aligned.append(F.from_json(column(field.name), field.dataType, SPARK_JSON_OPTIONS).alias(field.name))
+            parsed = F.from_json(column(field.name), field.dataType, SPARK_JSON_OPTIONS)  # type: ignore[arg-type]  # maps too
+            aligned.append(parsed.alias(field.name))
         else:
             aligned.append(column(field.name).cast(field.dataType).alias(field.name))
     extra = [column(c) for c in frame.columns if c not in {f.name for f in schema.fields}]

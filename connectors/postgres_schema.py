@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -330,5 +330,5 @@ _KNOWN_TYPES = frozenset(
 )
 
 
-def _identifiers(names: object) -> sql.Composed:
-    return sql.SQL(", ").join(sql.Identifier(n) for n in names)  # type: ignore[attr-defined]
+def _identifiers(names: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)

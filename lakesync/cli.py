@@ -15,14 +15,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, cast
 
 import typer
 
-from lakesync.config import LakesyncSettings, load_settings
+from lakesync.config import LakesyncSettings, TableMapping, load_settings
 from lakesync.errors import ConfigError, LakesyncError, NotReadyError, RebuildRequiredError
 from lakesync.logs import LogFormat, configure_logging, get_logger, known_secrets, register_secrets
 from lakesync.redaction import scrub
+
+if TYPE_CHECKING:
+    from lakesync.preflight import Finding
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
@@ -63,7 +66,7 @@ def _main(
     _Globals.config = config
     if log_format not in ("auto", "json", "console"):
         _fail(EXIT_CONFIG, f"--log-format: expected auto, json or console, got {log_format!r}")
-    _Globals.log_format = log_format  # type: ignore[assignment]
+    _Globals.log_format = cast(LogFormat, log_format)  # checked just above
     _Globals.log_level = log_level
     configure_logging(log_level or "INFO", _Globals.log_format)
 
@@ -111,7 +114,7 @@ TableOption = Annotated[
 ]
 
 
-def selected_tables(loaded: LakesyncSettings, names: list[str] | None) -> list:  # type: ignore[type-arg]
+def selected_tables(loaded: LakesyncSettings, names: list[str] | None) -> list[TableMapping]:
     """The table mappings named on the command line (all when none), or ConfigError."""
     if not names:
         if not loaded.tables:
@@ -338,7 +341,7 @@ def _resolve_format(loaded: LakesyncSettings) -> LogFormat:
 _STATUS_MARK = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "skip": "[dim]skip[/]", "fail": "[red]FAIL[/]"}
 
 
-def _print_findings(found: list) -> None:  # type: ignore[type-arg]
+def _print_findings(found: list[Finding]) -> None:
     from rich.console import Console
     from rich.markup import escape
 

@@ -24,6 +24,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from connectors.kafka_messages import topic_partition
 from lakesync.config import KafkaSettings
 from observability.errors import OffsetsUnavailableError
 from observability.lag import GroupSample, PartitionSample
@@ -179,7 +180,7 @@ class RecordTimestamps:
                 message = consumer.poll(0.2)
                 if message is None:
                     continue
-                tp = (message.topic(), message.partition())
+                tp = topic_partition(message)
                 error = message.error()
                 if error is not None and error.code() != KafkaError._PARTITION_EOF:
                     continue

@@ -63,10 +63,10 @@ def decode(messages: Sequence[Message], values: Sequence[bytes | None], decoder:
     if not envelopes:
         return None
     lines = values if len(envelopes) == len(values) else [values[i] for i in envelopes]
-    shapes = _shapes(lines[0], decoder)  # type: ignore[arg-type]
+    shapes = _shapes(lines[0], decoder)  # type: ignore[arg-type]  # `lines` holds no None (filtered above)
     if shapes is None:
         return None
-    table = _parse(lines, _schema(*shapes))  # type: ignore[arg-type]
+    table = _parse(lines, _schema(*shapes))  # type: ignore[arg-type]  # as above
     if table is None or not _valid(table, decoder, shapes[0]):
         return None
     changes = _changes(table, shapes[1], pa.array(envelopes, pa.int64()))

@@ -113,7 +113,7 @@ class TableDecoder:
             if columns != self._last_columns:
                 self._last_shape = self._shape_of(self._types(columns))
                 self._last_columns = columns
-            shape, row_of = self._last_shape  # type: ignore[misc]
+            shape, row_of = self._last_shape  # type: ignore[misc]  # set just above for these columns
             values = row_of(after)
             if values[: self._key_count] != key:
                 raise EnvelopeError(f"key {key_values!r} disagrees with the after-image's key columns")
@@ -251,7 +251,7 @@ def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...
     get = operator.itemgetter(*names)
     if len(names) == 1:
         return lambda mapping: (get(mapping),)
-    return get  # type: ignore[return-value]
+    return get
 
 
 def _row_getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:

@@ -61,7 +61,8 @@ from streaming.publisher.table_lock import TableLock
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
     from pyspark.sql import SparkSession
-    from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
+    from pyspark.sql.streaming.query import StreamingQuery
+    from pyspark.sql.streaming.readwriter import DataStreamWriter
 
 log = get_logger(__name__)
 

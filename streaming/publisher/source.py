@@ -11,6 +11,7 @@ from streaming.publisher.errors import SourceError
 from streaming.publisher.mapping import FEED_METADATA
 
 if TYPE_CHECKING:
+    from delta.tables import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
@@ -74,7 +75,7 @@ def current_schema(spark: SparkSession, table: TableMapping) -> StructType:
     return T.StructType([f for f in frame.schema.fields if f.name not in FEED_METADATA])
 
 
-def _delta_table(spark: SparkSession, table: TableMapping):  # type: ignore[no-untyped-def]
+def _delta_table(spark: SparkSession, table: TableMapping) -> DeltaTable:
     from delta.tables import DeltaTable
     from pyspark.errors import AnalysisException
 

@@ -19,15 +19,8 @@ from psycopg import sql
 from changes.envelope import ChangeEvent, Op, encode_event, tombstone_headers
 from changes.type_mapping import TargetColumn
 from connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
+from connectors.kafka_messages import produced_headers
 from lakesync.config import LakesyncSettings
-from tests.support.consumer_run import (  # noqa: F401  (re-exported for the consumer tests)
-    applied_offsets,
-    end_offsets,
-    run_until_caught_up,
-    running,
-    wait_caught_up,
-    wait_until,
-)
 
 COLUMNS = (TargetColumn("id", "bigint"), TargetColumn("name", "text"), TargetColumn("price", "numeric(10,2)"))
 COMMIT_TS = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -110,7 +103,7 @@ def create_topic(settings: LakesyncSettings, topic: str) -> None:
 def produce(settings: LakesyncSettings, topic: str, messages: Sequence[Message]) -> None:
     producer = Producer(producer_config(settings.kafka))
     for key, value, headers in messages:
-        producer.produce(topic, key=key, value=value, headers=headers)
+        producer.produce(topic, key=key, value=value, headers=produced_headers(headers))
         producer.poll(0)
     assert producer.flush(30) == 0
 
@@ -121,23 +114,6 @@ def rows(
     with psycopg.connect(**settings.postgres.connection_kwargs()) as conn:
         query = sql.SQL("SELECT {} FROM {} ORDER BY id").format(sql.SQL(columns), sql.Identifier("public", table))
         return conn.execute(query).fetchall()
-
-
-def write_config(path: Path, settings: LakesyncSettings) -> Path:
-    """A TOML file with these settings, for `lakesync consume` in a subprocess."""
-    data = settings.model_dump(mode="json", exclude={"spark", "state_dir"})
-    data["postgres"]["password"] = settings.postgres.password.get_secret_value() if settings.postgres.password else None
-    lines: list[str] = []
-    for section in ("kafka", "postgres", "consumer"):
-        lines.append(f"[{section}]")
-        lines += [
-            f"{k} = {json.dumps(v)}" for k, v in data[section].items() if v is not None and not isinstance(v, dict)
-        ]
-    for table in data["tables"]:
-        lines.append("[[tables]]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items() if v is not None]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def start_cli(config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:

@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 
 from lakesync.config import LakesyncSettings
+from tests.support.consumer_run import run_until_caught_up
 
-from .conftest import delete, produce, rows, run_until_caught_up, upsert
+from .conftest import delete, produce, rows, upsert
 
 pytestmark = pytest.mark.integration
 

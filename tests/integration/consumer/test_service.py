@@ -13,32 +13,25 @@ import urllib.error
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from connectors.consumer_position import applied_offsets
 from deploy.embedded_postgres import PostgresServer
 from deploy.processes import free_port
 from lakesync.config import LakesyncSettings
+from tests.support.config_file import write_config
+from tests.support.consumer_run import running, wait_caught_up
+from tests.support.wait import wait_until
 
-from .conftest import (
-    applied_offsets,
-    create_topic,
-    make_settings,
-    produce,
-    rows,
-    running,
-    start_cli,
-    upsert,
-    wait_caught_up,
-    wait_until,
-    write_config,
-)
+from .conftest import Message, create_topic, make_settings, produce, rows, start_cli, upsert
 
 pytestmark = pytest.mark.integration
 
 
-def backlog(name: str, keys: int, versions: int) -> tuple[list, list]:
+def backlog(name: str, keys: int, versions: int) -> tuple[list[Message], list[tuple[Any, ...]]]:
     """`versions` upserts of each key, interleaved, and the table they must end in."""
     messages = [upsert(name, k, v, name=f"k{k}v{v}") for v in range(1, versions + 1) for k in range(keys)]
     expected = [(k, f"k{k}v{versions}", Decimal("1.00"), versions) for k in range(keys)]
@@ -217,7 +210,7 @@ def test_start_up_fails_fast_with_one_line(table_settings: LakesyncSettings, tmp
     )
 
     data = table_settings.model_dump()
-    data["postgres"]["password"] = table_settings.postgres.password.get_secret_value()  # type: ignore[union-attr]
+    data["postgres"]["password"] = table_settings.postgres.password.get_secret_value()  # type: ignore[union-attr]  # the session's settings carry a password
     data["kafka"]["bootstrap_servers"] = f"127.0.0.1:{free_port()}"
     no_kafka = consume(LakesyncSettings(**data))
     assert no_kafka.returncode == 10

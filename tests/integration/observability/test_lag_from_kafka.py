@@ -17,8 +17,10 @@ from connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
 from deploy.processes import free_port
 from lakesync.config import LakesyncSettings
 from observability.kafka_offsets import OffsetReader
+from tests.support.config_file import write_config
+from tests.support.wait import wait_until
 
-from .conftest import http_get, lag_json, scrape, settings_for, wait_until, write_config
+from .conftest import http_get, lag_json, scrape, settings_for
 
 pytestmark = pytest.mark.integration
 

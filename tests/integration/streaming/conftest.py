@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from changes.envelope import ChangeEvent, decode_event
+from connectors.kafka_messages import consumed_headers, position
 from lakesync.config import KafkaSettings, LakesyncSettings, TableMapping
 
 
@@ -51,9 +52,7 @@ def read_topic(kafka: KafkaSettings, topic: str, *, timeout_s: float = 30.0) -> 
             if message is None or message.error():
                 continue
             got.append(
-                Received(
-                    message.key(), message.value(), dict(message.headers() or []), message.partition(), message.offset()
-                )
+                Received(message.key(), message.value(), dict(consumed_headers(message) or []), *position(message)[1:])
             )
         return sorted(got, key=lambda r: (r.partition, r.offset))
     finally:

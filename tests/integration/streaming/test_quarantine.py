@@ -44,7 +44,7 @@ def test_null_key_failed_cast_and_nul_character_are_quarantined_with_reasons(
     run_once(settings)
 
     published = events(read_topic(settings.kafka, table.topic_name))
-    assert [(e.key, str(e.after["amount"])) for e in published] == [((1,), "12.50")]
+    assert [(e.key, str((e.after or {})["amount"])) for e in published] == [((1,), "12.50")]
     letters = [
         r
         for r in read_new(settings.kafka, settings.kafka.dead_letter_topic, dead_before)
