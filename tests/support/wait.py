@@ -13,17 +13,18 @@ def wait_until(
     *,
     interval_s: float = 0.2,
     alive: Callable[[], object] | None = None,
+    details: Callable[[], str] | None = None,
 ) -> None:
-    """Until `condition()` is true; AssertionError after `timeout_s`, or at once when `alive()`
-    turns false (the process or thread that should bring the state about has stopped)."""
+    """Until `condition()` is true; AssertionError after `timeout_s`, or at once when `alive()` turns
+    false (what should bring the state about has stopped). `details()` is added to the failure."""
     deadline = time.monotonic() + timeout_s
     while True:
         if condition():
             return
         if alive is not None and not alive():
-            raise AssertionError(f"stopped before {what}")
+            raise AssertionError(f"stopped before {what}{_more(details)}")
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}{_more(details)}")
         time.sleep(interval_s)
 
 
@@ -35,3 +36,7 @@ def holds_for(condition: Callable[[], object], duration_s: float, what: str, *, 
         if time.monotonic() >= deadline:
             return
         time.sleep(interval_s)
+
+
+def _more(details: Callable[[], str] | None) -> str:
+    return f":\n{details()}" if details is not None else ""

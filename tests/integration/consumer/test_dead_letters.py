@@ -16,8 +16,7 @@ import pytest
 from lakesync.config import LakesyncSettings
 from tests.support.config_file import write_config
 from tests.support.consumer_run import run_until_caught_up
-
-from .conftest import produce, rows, upsert
+from tests.support.consumer_topics import produce, rows, upsert
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,8 @@ from streaming.consumer.decode import Message as DecodedMessage
 from streaming.consumer.decode import TableDecoder
 from streaming.consumer.errors import BatchFencedError
 from tests.support.consumer_run import run_until_caught_up, running, wait_caught_up
-from tests.support.wait import wait_until
-
-from .conftest import Message, delete, make_settings, produce, rows, upsert
+from tests.support.consumer_topics import Message, delete, make_settings, produce, rows, upsert
+from tests.support.wait import holds_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -259,8 +258,8 @@ def test_two_writers_of_one_partition_are_serialized_and_the_second_is_fenced(
         wait_until(lambda: waiting_on_hold(table_settings) == 1, 30, "the first writer held inside PostgreSQL")
         two = threading.Thread(target=write, args=("second", second))
         two.start()
-        time.sleep(1.0)
-        assert waiting_on_hold(table_settings) == 1, "the second writer waits on the row lock, not on the table"
+        # The second writer waits on the row lock, not on the hold: one waiter on the hold, throughout.
+        holds_for(lambda: waiting_on_hold(table_settings) == 1, 1.0, "one writer held inside PostgreSQL")
     one.join(30)
     two.join(30)
     assert isinstance(outcomes["second"], BatchFencedError) and not isinstance(outcomes["first"], Exception)

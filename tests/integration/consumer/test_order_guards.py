@@ -8,8 +8,7 @@ import pytest
 
 from lakesync.config import LakesyncSettings
 from tests.support.consumer_run import run_until_caught_up
-
-from .conftest import delete, produce, rows, upsert
+from tests.support.consumer_topics import delete, produce, rows, upsert
 
 pytestmark = pytest.mark.integration
 

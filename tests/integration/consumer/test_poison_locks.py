@@ -9,8 +9,7 @@ import pytest
 
 from lakesync.config import LakesyncSettings
 from tests.support.consumer_run import run_until_caught_up
-
-from .conftest import produce, rows, upsert
+from tests.support.consumer_topics import produce, rows, upsert
 
 pytestmark = pytest.mark.integration
 

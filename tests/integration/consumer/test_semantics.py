@@ -13,9 +13,8 @@ from changes.type_mapping import TargetColumn
 from connectors.kafka_messages import consumed_headers
 from lakesync.config import LakesyncSettings
 from tests.support.consumer_run import run_until_caught_up
+from tests.support.consumer_topics import COLUMNS, Message, delete, make_settings, produce, rows, tombstone, upsert
 from tests.support.wait import wait_until
-
-from .conftest import COLUMNS, Message, delete, make_settings, produce, rows, tombstone, upsert
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
@@ -21,9 +20,8 @@ from streaming.consumer.service import ConsumerService
 from streaming.publisher.job import StreamJob
 from tests.support.config_file import write_config
 from tests.support.consumer_run import running as running_consumer
+from tests.support.lag_checks import ARTIFACTS, chromium, http_get, lag_json, scrape, settings_for
 from tests.support.wait import wait_until
-
-from .conftest import ARTIFACTS, chromium, http_get, lag_json, scrape, settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -136,15 +134,21 @@ def _applied(line: Pipeline) -> int:
 
 def until_ok(line: Pipeline, timeout_s: float) -> dict[str, Any]:
     """`lakesync lag` (3 s window) until it says OK, as an operator would run it."""
-    deadline = time.monotonic() + timeout_s
-    seen = []
-    while time.monotonic() < deadline:
-        code, verdict = lag_json(line.config, "--window", "3", "--interval", "1")
-        seen.append((code, verdict["status"], verdict["reason"]))
-        if code == 0:
-            assert verdict["status"] == "OK"
-            return verdict
-    raise AssertionError(f"lakesync lag never said OK within {timeout_s:.0f} s: {seen[-3:]}")
+    seen: list[tuple[int, dict[str, Any]]] = []
+
+    def says_ok() -> bool:
+        seen.append(lag_json(line.config, "--window", "3", "--interval", "1"))
+        return seen[-1][0] == 0
+
+    wait_until(
+        says_ok,
+        timeout_s,
+        "lakesync lag to say OK",
+        interval_s=0,
+        details=lambda: str([(code, v["status"], v["reason"]) for code, v in seen[-3:]]),
+    )
+    assert seen[-1][1]["status"] == "OK"
+    return seen[-1][1]
 
 
 def test_lag_is_ok_running_stop_when_the_consumer_stops_and_ok_again_after_restart(pipeline: Pipeline) -> None:

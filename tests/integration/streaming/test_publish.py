@@ -11,8 +11,7 @@ from changes.envelope import Op
 from lakesync.config import LakesyncSettings, TableMapping
 from streaming.publisher.progress import read_progress
 from streaming.publisher.state_store import stream_target
-
-from .conftest import create_delta, delta_sql, events, read_new, read_topic
+from tests.support.stream_topics import create_delta, delta_sql, events, read_new, read_topic
 
 pytestmark = pytest.mark.integration
 

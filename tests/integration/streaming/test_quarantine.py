@@ -9,8 +9,7 @@ import pytest
 
 from changes import dead_letter as dl
 from lakesync.config import ColumnMapping, LakesyncSettings, TableMapping
-
-from .conftest import create_delta, events, read_new, read_topic
+from tests.support.stream_topics import create_delta, events, read_new, read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Helpers for the observability tests: a config file for the CLI, HTTP, the consumer in a thread,
+"""Observability tests' helpers: settings with quick lag sampling, the CLI, HTTP and metrics,
 and a headless Chromium."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from lakesync.config import LakesyncSettings
 
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 # Chromium on a closed network: no sandbox as root, and none of its background traffic.
 CHROMIUM_FLAGS = (
     "--headless",
