@@ -2,9 +2,9 @@
 
     python deploy/docker/requirements.py pyproject.toml --without pyspark delta-spark deltalake pandas
 
-The consumer image uses it: the consumer never starts Spark nor reads Delta, so Spark (pyspark),
-Delta (delta-spark, deltalake) and pandas stay out of it. One source of versions: the pins in
-pyproject.toml, the same ones `deploy/setup.sh` installs.
+`make lock` compiles that list into the consumer image's lock file (deploy/requirements/consumer.txt):
+the consumer never starts Spark nor reads Delta, so Spark (pyspark), Delta (delta-spark, deltalake)
+and pandas stay out of it. One source of versions: the pins in pyproject.toml.
 """
 
 from __future__ import annotations

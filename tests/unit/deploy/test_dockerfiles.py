@@ -115,11 +115,11 @@ def test_spark_jars_come_from_the_same_pom_and_plugin_as_setup() -> None:
     assert final("spark").env()["SPARK_HOME"] + "/jars/" == site_jars
 
 
-def test_both_images_install_the_pinned_versions_of_pyproject() -> None:
-    for name in DOCKERFILES:
+def test_both_images_install_their_lock_file_with_hashes_then_lakesync_without_dependencies() -> None:
+    for name, lock in (("consumer", "consumer.txt"), ("spark", "runtime.txt")):
         build = next(s for s in dockerfile_stages(DOCKERFILES[name]) if s.name == "build")
         (run,) = build.all("RUN")
-        assert "deploy/docker/requirements.py pyproject.toml" in run and "--requirement /tmp/requirements.txt" in run
+        assert f"--require-hashes --requirement deploy/requirements/{lock}" in run
         assert "--no-deps /wheels/lakesync-0.1.0-py3-none-any.whl" in run
     version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)  # type: ignore[union-attr]  # the file is the repository's own and holds it
     assert version == "0.1.0", "the wheel name in both Dockerfiles follows the project version"
