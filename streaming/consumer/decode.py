@@ -6,7 +6,7 @@ the envelope's JSON values already are PostgreSQL's text input for their column 
 "12.50", timestamps with a Z, "NaN"/"Infinity" for floats, JSON text for jsonb; bytea is base64
 and decoded in SQL). So a message is parsed once with orjson, its structure checked, and its
 values kept as they came; PostgreSQL converts them, and a value it refuses (SQLSTATE class 22)
-makes the record poison (see apply.py). `tests/unit/consumer/test_decode.py` holds this decoder
+makes the record poison (see apply.py). `tests/unit/streaming/consumer/test_decode.py` holds this decoder
 to `decode_event` on the same envelopes.
 
 A decoded message is a `Change`, a plain tuple for speed (millions per minute):

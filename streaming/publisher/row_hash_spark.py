@@ -2,7 +2,7 @@
 
 Spark builds each value's token with column functions and hashes the concatenation with its
 `xxhash64` (seed 42); `changes.row_hash.row_hash` is the plain-Python reference it must equal
-(tests/integration/test_row_hash_parity.py checks every type).
+(tests/integration/streaming/test_row_hash_parity.py checks every type).
 """
 
 from __future__ import annotations
