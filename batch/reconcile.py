@@ -1,8 +1,9 @@
 """`lakesync reconcile`: a distributed full comparison of a Delta table and its PostgreSQL copy.
 
-Both sides are hashed with the canonical row hash (changes/row_hash.py, computed by streaming/publisher/row_hash_spark.py) in Spark, then fully
-outer-joined on the canonical key. Only counts and a bounded sample of differing keys ever reach
-the driver; the seed's CompareData collected both tables instead.
+Both sides are hashed with the canonical row hash (changes/row_hash.py) in Spark
+(streaming/publisher/row_hash_spark.py), then fully outer-joined on the canonical key. Only counts
+and a bounded sample of differing keys ever reach the driver; the seed's CompareData collected
+both tables instead.
 
 Comparing while the pipeline runs without reporting false drift:
 
