@@ -89,7 +89,8 @@ def align_to_schema(frame: DataFrame, schema: T.StructType) -> DataFrame:
         if field.name not in present:
             aligned.append(F.lit(None).cast(field.dataType).alias(field.name))
         elif is_nested(field.dataType):
-            parsed = F.from_json(column(field.name), field.dataType, SPARK_JSON_OPTIONS)  # type: ignore[arg-type]  # maps too
+            # from_json reads maps too; pyspark's annotation of `schema` names only arrays and structs.
+            parsed = F.from_json(column(field.name), field.dataType, SPARK_JSON_OPTIONS)  # type: ignore[arg-type]  # see above
             aligned.append(parsed.alias(field.name))
         else:
             aligned.append(column(field.name).cast(field.dataType).alias(field.name))
