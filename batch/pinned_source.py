@@ -12,9 +12,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from changes.type_mapping import target_columns
+from batch.errors import VersionError
+from connectors.spark_types import target_columns
 from lakesync.config import TableMapping
-from lakesync.errors import LakesyncError
 from streaming.publisher import source
 from streaming.publisher.mapping import (
     CHANGE_TYPE,
@@ -27,10 +27,6 @@ from streaming.publisher.mapping import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
-
-
-class VersionError(LakesyncError):
-    """The requested Delta version does not exist (any more) for the table."""
 
 
 @dataclass(frozen=True)

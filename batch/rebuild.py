@@ -33,9 +33,9 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from batch.errors import RebuildError
 from batch.pinned_source import PinnedSource, pin
 from batch.spark_progress import spark_progress
-from changes.type_mapping import target_columns
 from connectors.kafka import DEAD_LETTER_TOPIC_CONFIG, ensure_topics, producer_config
 from connectors.postgres_copy import COPY_COUNT_SCHEMA, CopyWriter, csv_line
 from connectors.postgres_schema import (
@@ -47,8 +47,8 @@ from connectors.postgres_schema import (
     lock_ddl,
     set_floor,
 )
+from connectors.spark_types import target_columns
 from lakesync.config import LakesyncSettings, TableMapping
-from lakesync.errors import LakesyncError
 from lakesync.logs import get_logger
 from streaming.publisher.mapping import PROBLEM
 from streaming.publisher.partition_publisher import TALLY_SCHEMA, PartitionPublisher, sum_tallies
@@ -63,10 +63,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 _MAX_IDENTIFIER = 63
-
-
-class RebuildError(LakesyncError):
-    """The rebuild could not complete; the live table was left as it was."""
 
 
 @dataclass
@@ -152,7 +148,7 @@ def _load_shadow(
             [c.name for c in columns] + [VERSION_COLUMN, COMMIT_TS_COLUMN],
         )
         copied = _bounded(lines, settings.postgres.max_spark_connections).mapInArrow(writer, COPY_COUNT_SCHEMA)
-        rows = int(copied.agg(F.sum("copied")).first()[0] or 0)  # one number
+        rows = int(copied.agg(F.sum("copied")).first()[0] or 0)  # type: ignore[index]  # a global aggregate always has its one row
     load_s = time.monotonic() - loaded_at
     _add_key_and_analyze(settings, shadow, pinned.table.key_columns)
     return rows, quarantined, load_s

@@ -1,8 +1,9 @@
 """`lakesync reconcile`: a distributed full comparison of a Delta table and its PostgreSQL copy.
 
-Both sides are hashed with the canonical row hash (changes/row_hash.py) in Spark, then fully
-outer-joined on the canonical key. Only counts and a bounded sample of differing keys ever reach
-the driver; the seed's CompareData collected both tables instead.
+Both sides are hashed with the canonical row hash (changes/row_hash.py) in Spark
+(streaming/publisher/row_hash_spark.py), then fully outer-joined on the canonical key. Only counts
+and a bounded sample of differing keys ever reach the driver; the seed's CompareData collected
+both tables instead.
 
 Comparing while the pipeline runs without reporting false drift:
 
@@ -26,15 +27,18 @@ Every key lands in exactly one class:
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from batch.comparison import DRIFT_KINDS, KEY, KIND, Comparison
 from batch.pinned_source import PinnedSource, pin
+from batch.repair import publish_repairs
 from batch.spark_progress import spark_progress
 from changes.envelope import SPARK_JSON_OPTIONS
-from changes.row_hash import row_hash_column, token_column
 from connectors.consumer_position import wait_for_consumer
 from connectors.postgres_read import align_to_schema, existing_table, read_table
 from connectors.postgres_schema import BOOKKEEPING_SCHEMA, VERSION_COLUMN, TableRef, tombstone_table_name
@@ -44,6 +48,7 @@ from lakesync.logs import get_logger
 from streaming.publisher.envelope_spark import json_ready, key_json
 from streaming.publisher.mapping import PROBLEM
 from streaming.publisher.progress import read_progress
+from streaming.publisher.row_hash_spark import row_hash_column, token_column
 from streaming.publisher.state_store import stream_target
 
 if TYPE_CHECKING:
@@ -51,10 +56,6 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
 log = get_logger(__name__)
-
-DRIFT_KINDS = ("different", "missing_in_target", "extra_in_target")
-KINDS = ("equal", *DRIFT_KINDS, "newer_in_target", "deleted_after_pin")
-KEY, KIND = "_ls_key", "_ls_kind"
 
 
 @dataclass
@@ -91,17 +92,6 @@ class ReconcileResult:
         return json.dumps(body, indent=2, default=str)
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """The classified keys (lazy) and what produced them, for the sample and repairs."""
-
-    pinned: PinnedSource
-    source: DataFrame  # mapped source rows with KEY, syncable only
-    target: DataFrame | None  # aligned target rows with KEY and the version column
-    classified: DataFrame  # KEY, KIND
-    target_read: DataFrame | None = None  # the JDBC read under `target`, where key filters push down
-
-
 def choose_version(settings: LakesyncSettings, table: TableMapping, requested: int | None) -> tuple[int | None, str]:
     """The version to pin and why: requested, the stream's progress, or the latest (None)."""
     if requested is not None:
@@ -124,8 +114,6 @@ def reconcile(
 ) -> ReconcileResult:
     """Compare, report and (optionally) repair one table mapping."""
     from pyspark import StorageLevel
-
-    from batch.repair import publish_repairs
 
     started = time.monotonic()
     wanted, pinned_by = choose_version(settings, table, version)
@@ -234,15 +222,9 @@ def key_filter(schema: StructType, key_columns: list[str], keys: list[str]) -> C
     matches = []
     for text in keys:
         values = json.loads(text)
-        match = None
-        for k in key_columns:
-            equal = column(k) == F.lit(values[k]).cast(types[k])  # folded: still pushed down
-            match = equal if match is None else match & equal
-        matches.append(match)
-    result = matches[0]
-    for match in matches[1:]:
-        result = result | match
-    return result
+        equals = [column(k) == F.lit(values[k]).cast(types[k]) for k in key_columns]  # folded: still pushed down
+        matches.append(functools.reduce(operator.and_, equals))
+    return functools.reduce(operator.or_, matches)
 
 
 def _sample_entry(

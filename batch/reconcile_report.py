@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from batch.reconcile import DRIFT_KINDS, ReconcileResult
+from batch.comparison import DRIFT_KINDS
+from batch.reconcile import ReconcileResult
 
 _LABELS = {
     "equal": "equal",

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from batch.reconcile import KEY, KIND, Comparison
+from batch.comparison import KEY, KIND, Comparison
 from changes.envelope import REPAIR_BATCH_ID
-from changes.row_hash import row_hash_column
-from changes.type_mapping import target_columns
 from connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, ensure_topics, producer_config
+from connectors.spark_types import target_columns
 from lakesync.config import LakesyncSettings
 from lakesync.logs import get_logger
 from streaming.publisher.envelope_spark import envelope_json
 from streaming.publisher.partition_publisher import TALLY_SCHEMA, PartitionPublisher, sum_tallies
+from streaming.publisher.row_hash_spark import row_hash_column
 from streaming.publisher.state_store import StateTable, state_table_exists
 
 if TYPE_CHECKING:

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import psycopg
@@ -52,10 +52,11 @@ from bench.tpch import tpch_parquet
 from changes.envelope import ChangeEvent, Op, columns_text, encode_event
 from changes.type_mapping import TargetColumn
 from connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
+from connectors.kafka_messages import ProducedHeaders
 from deploy.embedded_kafka import java_executable
 from deploy.embedded_stack import EmbeddedStack
 from deploy.processes import free_port
-from lakesync.config import LakesyncSettings, default_cache_dir
+from lakesync.config import ConsumerSettings, LakesyncSettings, TableMapping, default_cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -193,7 +194,7 @@ class CpuSamples(threading.Thread):
         if after[0] == before[0]:
             return before[1], before[2]
         share = (instant - before[0]) / (after[0] - before[0])
-        return tuple(b + (a - b) * share for a, b in zip(after[1:], before[1:], strict=True))  # type: ignore[return-value]
+        return tuple(b + (a - b) * share for a, b in zip(after[1:], before[1:], strict=True))  # type: ignore[return-value]  # as many figures as the sample has, a fixed-size tuple
 
 
 def measure_consumer(settings: LakesyncSettings, home: Path, offsets: int, postgres: PostgresCpu, label: str) -> Run:
@@ -458,7 +459,7 @@ def _connect_field(f: pa.Field) -> dict[str, Any]:
 def produce(settings: LakesyncSettings, topic: str, records: Iterator[tuple[bytes, bytes]]) -> int:
     """Produce every (key, value); returns the count."""
     producer = Producer(producer_config(settings.kafka))
-    headers = [("lakesync-envelope", b"1"), ("lakesync-table", TABLE.encode())]
+    headers: ProducedHeaders = [("lakesync-envelope", b"1"), ("lakesync-table", TABLE.encode())]
     count = 0
     for key, value in records:
         while True:
@@ -560,7 +561,7 @@ def _check_table(settings: LakesyncSettings, table: sql.Identifier, rows: int, *
             sql.SQL("SELECT sum(o_totalprice) FROM {}").format(sql.Identifier("public", TABLE))
         ).fetchone()
     assert found is not None and found[0] == found[1] == rows, f"{table.as_string(None)}: {found} for {rows} rows"
-    assert found[2] == expected[0], f"{table.as_string(None)}: values differ from the source"  # type: ignore[index]
+    assert expected is not None and found[2] == expected[0], f"{table.as_string(None)}: values differ from the source"
 
 
 def _wait(
@@ -569,7 +570,7 @@ def _wait(
     while not done():
         if process.poll() is not None:
             raise SystemExit(
-                f"{process.args[0]} exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
+                f"{cast(list[str], process.args)[0]} exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
             )
         if time.monotonic() - launched > 1800:
             raise SystemExit("did not finish within 30 min")
@@ -633,8 +634,8 @@ def _settings(stack: EmbeddedStack) -> LakesyncSettings:
     overrides["kafka"] = {**overrides.get("kafka", {}), "topic_partitions": PARTITIONS}
     return LakesyncSettings(
         **overrides,
-        tables=[{"name": TABLE, "source_path": f"tpch/{TABLE}", "target_table": TABLE, "key_columns": [KEY]}],
-        consumer={"group_id": "bench", "group_instance_id": "bench", **BENCH_CONSUMER},
+        tables=[TableMapping(name=TABLE, source_path=f"tpch/{TABLE}", target_table=TABLE, key_columns=[KEY])],
+        consumer=ConsumerSettings(group_id="bench", group_instance_id="bench", **BENCH_CONSUMER),
     )
 
 

@@ -171,7 +171,7 @@ def _raw_copy(settings: LakesyncSettings, parquet: Path, table: str) -> dict[str
             )
         )
         keyed = time.monotonic()
-        loaded = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]  # type: ignore[index]
+        loaded = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]  # type: ignore[index]  # count(*) returns its one row
         if loaded != arrow.num_rows:
             raise SystemExit(f"raw COPY loaded {loaded} rows of {arrow.num_rows} from {csv_path}")
         conn.execute(sql.SQL("DROP TABLE {}").format(target))

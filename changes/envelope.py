@@ -60,8 +60,8 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
+from changes.errors import EnvelopeError
 from changes.type_mapping import TargetColumn
-from lakesync.errors import LakesyncError
 
 ENVELOPE_VERSION = 1
 HEADER_ENVELOPE = "lakesync-envelope"
@@ -83,10 +83,6 @@ SPARK_JSON_OPTIONS = {
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _INTEGERS = frozenset({"smallint", "integer", "bigint"})
 _FLOATS = frozenset({"real", "double precision"})
-
-
-class EnvelopeError(LakesyncError):
-    """A Kafka message is not a valid lakesync envelope (undecodable, wrong version, bad value)."""
 
 
 class Op(StrEnum):

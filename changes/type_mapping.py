@@ -16,20 +16,14 @@
 | timestamp_ntz         | timestamp           | a wall-clock time without zone                |
 | array, map, struct    | jsonb               | nested values as JSON                         |
 
-Anything else (interval, variant, void) raises UnsupportedTypeError naming the column.
+Anything else (interval, variant, void) is refused at start-up, naming the column. The table is
+applied to Spark schemas by `connectors/spark_types.py`; this module holds what the rest of
+lakesync shares without Spark: a target column as envelopes carry it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from pyspark.sql import types as T
-
-from lakesync.errors import LakesyncError
-
-
-class UnsupportedTypeError(LakesyncError):
-    """A source column has a type lakesync cannot store in PostgreSQL without loss."""
 
 
 @dataclass(frozen=True)
@@ -38,47 +32,3 @@ class TargetColumn:
 
     name: str
     pg_type: str
-
-
-_SCALARS: dict[type[T.DataType], str] = {
-    T.BooleanType: "boolean",
-    T.ByteType: "smallint",
-    T.ShortType: "smallint",
-    T.IntegerType: "integer",
-    T.LongType: "bigint",
-    T.FloatType: "real",
-    T.DoubleType: "double precision",
-    T.StringType: "text",
-    T.CharType: "text",
-    T.VarcharType: "text",
-    T.BinaryType: "bytea",
-    T.DateType: "date",
-    T.TimestampType: "timestamptz",
-    T.TimestampNTZType: "timestamp",
-}
-
-NESTED_TYPES = (T.ArrayType, T.MapType, T.StructType)
-
-
-def pg_type(data_type: T.DataType, column: str = "?") -> str:
-    """The PostgreSQL type that holds every value of `data_type` exactly."""
-    if isinstance(data_type, T.DecimalType):
-        return f"numeric({data_type.precision},{data_type.scale})"
-    if isinstance(data_type, NESTED_TYPES):
-        return "jsonb"
-    for spark_type, name in _SCALARS.items():
-        if isinstance(data_type, spark_type):
-            return name
-    raise UnsupportedTypeError(
-        f"column {column!r} has type {data_type.simpleString()}, which lakesync cannot store "
-        "exactly in PostgreSQL; cast it in the table mapping (columns = [...]) or drop it"
-    )
-
-
-def target_columns(schema: T.StructType) -> list[TargetColumn]:
-    """The target table's columns for a target-mapped Spark schema, in schema order."""
-    return [TargetColumn(field.name, pg_type(field.dataType, field.name)) for field in schema.fields]
-
-
-def is_nested(data_type: T.DataType) -> bool:
-    return isinstance(data_type, NESTED_TYPES)

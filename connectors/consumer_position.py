@@ -14,13 +14,9 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
+from connectors.errors import ConsumerBehindError
 from connectors.postgres_schema import BOOKKEEPING_SCHEMA, OFFSETS_TABLE
 from lakesync.config import LakesyncSettings, TableMapping
-from lakesync.errors import LakesyncError
-
-
-class ConsumerBehindError(LakesyncError):
-    """The consumer group did not apply the table's topic up to the wanted offsets in time."""
 
 
 def end_offsets(settings: LakesyncSettings, topic: str) -> dict[int, int]:

@@ -7,13 +7,8 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from connectors.errors import TopicError
 from lakesync.config import KafkaSettings
-from lakesync.errors import LakesyncError
-
-
-class TopicError(LakesyncError):
-    """A topic lakesync needs could not be created or described."""
-
 
 # Idempotent producer: a retried send never duplicates or reorders within a partition.
 PRODUCER_DEFAULTS = {

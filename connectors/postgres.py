@@ -7,12 +7,8 @@ from collections.abc import Mapping
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from connectors.errors import PostgresUnavailableError
 from lakesync.config import PostgresSettings
-from lakesync.errors import LakesyncError
-
-
-class PostgresUnavailableError(LakesyncError):
-    """PostgreSQL cannot be reached (at start-up, or for longer than the retry deadline)."""
 
 
 def describe(settings: PostgresSettings) -> str:

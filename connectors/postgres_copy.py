@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from changes.envelope import SPARK_JSON_OPTIONS
-from changes.type_mapping import is_nested
 from connectors.spark import column
+from connectors.spark_types import is_nested
 
 if TYPE_CHECKING:
     from pyspark.sql import Column

@@ -20,9 +20,9 @@ from psycopg import sql
 from pyspark.sql import types as T
 
 from changes.envelope import SPARK_JSON_OPTIONS
-from changes.type_mapping import is_nested
 from connectors.postgres_schema import ExistingTable, TableRef, describe_table
 from connectors.spark import column
+from connectors.spark_types import is_nested
 from lakesync.config import PostgresSettings
 
 if TYPE_CHECKING:
@@ -89,7 +89,9 @@ def align_to_schema(frame: DataFrame, schema: T.StructType) -> DataFrame:
         if field.name not in present:
             aligned.append(F.lit(None).cast(field.dataType).alias(field.name))
         elif is_nested(field.dataType):
-            aligned.append(F.from_json(column(field.name), field.dataType, SPARK_JSON_OPTIONS).alias(field.name))
+            # from_json reads maps too; pyspark's annotation of `schema` names only arrays and structs.
+            parsed = F.from_json(column(field.name), field.dataType, SPARK_JSON_OPTIONS)  # type: ignore[arg-type]  # see above
+            aligned.append(parsed.alias(field.name))
         else:
             aligned.append(column(field.name).cast(field.dataType).alias(field.name))
     extra = [column(c) for c in frame.columns if c not in {f.name for f in schema.fields}]

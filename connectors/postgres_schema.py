@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
 
 from changes.type_mapping import TargetColumn
-from lakesync.errors import LakesyncError
+from connectors.errors import SchemaMismatchError
 
 BOOKKEEPING_SCHEMA = "lakesync"
 OFFSETS_TABLE = "consumer_offsets"
@@ -47,10 +47,6 @@ _TYPE_ALIASES = {
     "timestamp with time zone": "timestamptz",
     "timestamp without time zone": "timestamp",
 }
-
-
-class SchemaMismatchError(LakesyncError):
-    """The target table cannot hold what the envelopes carry without a rebuild (types, key)."""
 
 
 @dataclass(frozen=True)
@@ -334,5 +330,5 @@ _KNOWN_TYPES = frozenset(
 )
 
 
-def _identifiers(names: object) -> sql.Composed:
-    return sql.SQL(", ").join(sql.Identifier(n) for n in names)  # type: ignore[attr-defined]
+def _identifiers(names: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.errors import EmbeddedServiceError
 from deploy.processes import (
     free_port,
     pid_runs,
@@ -22,7 +23,7 @@ from deploy.processes import (
     wait_until_ready,
 )
 from lakesync.config import default_cache_dir
-from lakesync.errors import EmbeddedServiceError, SetupError
+from lakesync.errors import SetupError
 
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"

@@ -14,9 +14,11 @@ import secrets
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from deploy.errors import EmbeddedServiceError
 from deploy.processes import free_port, pid_runs, tcp_open, wait_until_ready
-from lakesync.errors import EmbeddedServiceError, SetupError
+from lakesync.errors import SetupError
 
 SERVER_USER = "postgres"
 SUPERUSER = "lakesync"
@@ -92,7 +94,7 @@ class PostgresServer:
     def running(self) -> bool:
         return self.pid is not None and pid_runs(self.pid, "postgres")
 
-    def conninfo_kwargs(self, dbname: str = DATABASE) -> dict[str, object]:
+    def conninfo_kwargs(self, dbname: str = DATABASE) -> dict[str, Any]:
         return {
             "host": "127.0.0.1",
             "port": self.port,
@@ -177,7 +179,7 @@ class PostgresServer:
         import psycopg
 
         try:
-            with psycopg.connect(**self.conninfo_kwargs("postgres")) as conn:  # type: ignore[arg-type]
+            with psycopg.connect(**self.conninfo_kwargs("postgres")) as conn:
                 return conn.execute("SELECT 1").fetchone() == (1,)
         except psycopg.OperationalError:
             return False
@@ -186,7 +188,7 @@ class PostgresServer:
         import psycopg
         from psycopg import sql
 
-        with psycopg.connect(**self.conninfo_kwargs("postgres"), autocommit=True) as conn:  # type: ignore[arg-type]
+        with psycopg.connect(**self.conninfo_kwargs("postgres"), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))

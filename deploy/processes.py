@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lakesync.errors import EmbeddedServiceError
+from deploy.errors import EmbeddedServiceError
 
 
 def free_port(preferred: int | None = None) -> int:

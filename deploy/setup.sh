@@ -4,7 +4,7 @@
 #   1. Java 17+ and Maven           (Debian packages, only when missing)
 #   2. PostgreSQL server            (Debian packages, only when missing)
 #      promtool, chromium + chromedriver for the observability tests (same)
-#   3. Python virtualenv            ($LAKESYNC_VENV, default ./.venv; reinstalled when pyproject changes)
+#   3. Python virtualenv            ($LAKESYNC_VENV, default ./.venv; from the lock files, with hashes)
 #   4. JVM jars with Maven          (deploy/maven/*.pom.xml -> $LAKESYNC_CACHE_DIR/jars/{spark,kafka,connect,connect-plugins})
 #
 # Nothing is downloaded at run time: Spark gets the jars through spark.jars, the embedded Kafka
@@ -15,7 +15,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LAKESYNC_VENV:-$ROOT/.venv}"
 CACHE="${LAKESYNC_CACHE_DIR:-$HOME/.cache/lakesync}"
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${LAKESYNC_EXTRAS:-dev,bench}"
+# Empty LAKESYNC_EXTRAS: the runtime dependencies only (deploy/requirements/runtime.txt).
+EXTRAS="${LAKESYNC_EXTRAS-dev,bench}"
 DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.11.0"
 started=$SECONDS
 
@@ -53,17 +54,22 @@ ensure_system_packages() {
 
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
 
+# The virtualenv holds exactly the lock files' versions, checked against their hashes
+# (deploy/requirements/: runtime.txt, or dev.txt = runtime + the dev and bench extras), then
+# lakesync itself, editable and without dependencies. `make lock` updates the locks.
 ensure_venv() {
-  local stamp; stamp="$(stamp_of "$ROOT/pyproject.toml")-$EXTRAS"
+  local lock="$ROOT/deploy/requirements/dev.txt"
+  [ -n "$EXTRAS" ] || lock="$ROOT/deploy/requirements/runtime.txt"
+  local stamp; stamp="$(stamp_of "$ROOT/pyproject.toml" "$lock")"
   if [ -f "$VENV/.lakesync-stamp" ] && [ "$(cat "$VENV/.lakesync-stamp")" = "$stamp" ]; then
     say "python env up to date ($VENV)"; return
   fi
-  say "creating python env in $VENV"
+  say "creating python env in $VENV from $(basename "$lock")"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  # setuptools explains editable installs with multi-line warnings: setup prints only its own steps.
-  export PYTHONWARNINGS=ignore
   "$VENV/bin/python" -m pip install -q --upgrade pip setuptools
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]"
+  "$VENV/bin/python" -m pip install -q --require-hashes --requirement "$lock"
+  # The build backend is the setuptools just installed: no isolated build env to download.
+  "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation --editable "$ROOT"
   echo "$stamp" > "$VENV/.lakesync-stamp"
 }
 

@@ -15,19 +15,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, cast
 
 import typer
 
-from lakesync.config import LakesyncSettings, load_settings
-from lakesync.errors import ConfigError, LakesyncError, NotReadyError, ServiceUnreachableError
+from lakesync.config import LakesyncSettings, TableMapping, load_settings
+from lakesync.errors import ConfigError, LakesyncError, NotReadyError, RebuildRequiredError
 from lakesync.logs import LogFormat, configure_logging, get_logger, known_secrets, register_secrets
 from lakesync.redaction import scrub
+
+if TYPE_CHECKING:
+    from lakesync.preflight import Finding
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_DRIFT = 4
-EXIT_SCHEMA = 3  # the target or the stream cannot go on without `lakesync rebuild`
+EXIT_SCHEMA = RebuildRequiredError.exit_code  # the target or the stream cannot go on without `lakesync rebuild`
 EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
@@ -63,7 +66,7 @@ def _main(
     _Globals.config = config
     if log_format not in ("auto", "json", "console"):
         _fail(EXIT_CONFIG, f"--log-format: expected auto, json or console, got {log_format!r}")
-    _Globals.log_format = log_format  # type: ignore[assignment]
+    _Globals.log_format = cast(LogFormat, log_format)  # checked just above
     _Globals.log_level = log_level
     configure_logging(log_level or "INFO", _Globals.log_format)
 
@@ -111,7 +114,7 @@ TableOption = Annotated[
 ]
 
 
-def selected_tables(loaded: LakesyncSettings, names: list[str] | None) -> list:  # type: ignore[type-arg]
+def selected_tables(loaded: LakesyncSettings, names: list[str] | None) -> list[TableMapping]:
     """The table mappings named on the command line (all when none), or ConfigError."""
     if not names:
         if not loaded.tables:
@@ -239,7 +242,7 @@ def consume(
     ] = None,
 ) -> None:
     """Apply change events from Kafka to PostgreSQL (the consumer service; exit 3: schema needs a rebuild)."""
-    from connectors.postgres_schema import SchemaMismatchError
+    from connectors.errors import SchemaMismatchError
     from lakesync import preflight
     from streaming.consumer.service import ConsumerService
 
@@ -338,7 +341,7 @@ def _resolve_format(loaded: LakesyncSettings) -> LogFormat:
 _STATUS_MARK = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "skip": "[dim]skip[/]", "fail": "[red]FAIL[/]"}
 
 
-def _print_findings(found: list) -> None:  # type: ignore[type-arg]
+def _print_findings(found: list[Finding]) -> None:
     from rich.console import Console
     from rich.markup import escape
 
@@ -357,32 +360,10 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 def exit_code(exc: BaseException) -> int:
-    """The documented exit code of an error (README, "Exit codes")."""
-    for error_class, code in _foreign_exit_codes():
-        if isinstance(exc, error_class):
-            return code
+    """The documented exit code of an error (README, "Exit codes"): its class says it."""
     if _spark_analysis_sqlstate(exc).startswith(_SQLSTATE_ANALYSIS):
         return NotReadyError.exit_code
     return exc.exit_code if isinstance(exc, LakesyncError) else EXIT_ERROR
-
-
-def _foreign_exit_codes() -> list[tuple[type[BaseException], int]]:
-    """Errors other packages raise, classified here so those packages need not know the CLI."""
-    from changes.type_mapping import UnsupportedTypeError
-    from connectors.postgres import PostgresUnavailableError
-    from connectors.postgres_schema import SchemaMismatchError
-    from streaming.consumer.errors import KafkaUnavailableError
-    from streaming.publisher.schema_guard import SchemaChangeError
-    from streaming.publisher.source import SourceError
-
-    return [
-        (SchemaMismatchError, EXIT_SCHEMA),
-        (SchemaChangeError, EXIT_SCHEMA),
-        (SourceError, NotReadyError.exit_code),
-        (UnsupportedTypeError, NotReadyError.exit_code),
-        (PostgresUnavailableError, ServiceUnreachableError.exit_code),
-        (KafkaUnavailableError, ServiceUnreachableError.exit_code),
-    ]
 
 
 # SQLSTATE class 42, "syntax error or access rule violation": Spark could not resolve what the

@@ -1,6 +1,8 @@
-"""Exceptions that cross package boundaries. Callers catch by meaning, never by message text.
+"""The bases of every lakesync error, with the exit codes the CLI ends with (README, "Exit codes").
 
-Each class an operator can meet carries the exit code the CLI ends with (README, "Exit codes").
+Each package keeps its own errors in its `errors.py`, subclassing the base that says what an
+operator can do about them; the CLI reads the exit code from the class, so callers and the CLI
+catch by meaning, never by message text.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ class ConfigError(LakesyncError):
     exit_code = 2
 
 
+class RebuildRequiredError(LakesyncError):
+    """The target or the stream cannot go on without `lakesync rebuild` (a schema change)."""
+
+    exit_code = 3
+
+
 class SetupError(LakesyncError):
     """Something the setup step provides (jars, PostgreSQL binaries, Java) is missing."""
-
-
-class EmbeddedServiceError(LakesyncError):
-    """An embedded Kafka broker or PostgreSQL server failed to start, or died."""
 
 
 class ServiceUnreachableError(LakesyncError):

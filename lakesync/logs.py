@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TextIO, cast
 
 import structlog
 
@@ -72,6 +72,11 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
+def _current_stderr() -> TextIO:
+    # Typed as the text stream it stands for: logging and structlog only write, flush and ask isatty.
+    return cast(TextIO, _CurrentStderr())
+
+
 def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     """Route structlog (and stdlib logging, e.g. py4j or kafka callbacks) to stderr."""
     renderer = _renderer(fmt)
@@ -84,10 +89,10 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, scrub_secret_values, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
+        logger_factory=structlog.PrintLoggerFactory(file=_current_stderr()),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(_CurrentStderr())  # type: ignore[arg-type]
+    handler = logging.StreamHandler(_current_stderr())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             # ExtraAdder: fields given as `extra=` (e.g. by the Kafka log bridge) become keys of the line.

@@ -1,6 +1,6 @@
 """Burrow-style lag evaluation: one status per partition and per consumer group, from a window.
 
-Pure logic over plain data. Samples come from Kafka (connectors/kafka_offsets.py) and are judged
+Pure logic over plain data. Samples come from Kafka (observability/kafka_offsets.py) and are judged
 here, the same way for `lakesync lag`, the consumer service's `/lag` and the lag metrics.
 
 A sample holds, per partition, the log start and end offsets, the group's committed offset

@@ -13,11 +13,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connectors.kafka_offsets import OffsetReader
 from lakesync.config import LagSettings
 from lakesync.errors import LakesyncError
 from lakesync.logs import get_logger
 from observability.endpoints import Route, dashboard_routes
+from observability.kafka_offsets import OffsetReader
 from observability.lag import GroupLag, LagWindow
 from observability.lag_metrics import LagExporter
 

@@ -16,13 +16,14 @@ import time
 from collections.abc import Mapping
 from types import FrameType
 
+from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
-from connectors.kafka_offsets import OffsetReader
 from lakesync.config import LakesyncSettings
 from lakesync.logs import get_logger
 from observability.endpoints import HealthServer, Probes
+from observability.kafka_offsets import OffsetReader
 from observability.lag import GroupLag, LagWindow, Status
 from observability.lag_monitor import LagMonitor
 
@@ -72,7 +73,7 @@ def render(lag: GroupLag) -> Table:
     if lag.dead_letter_records is not None:
         title += f"; dead-letter records: {lag.dead_letter_records}"
     table = Table(title=title, title_justify="left")
-    for name, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("group", "left"),
         ("table", "left"),
         ("topic", "left"),
@@ -81,8 +82,9 @@ def render(lag: GroupLag) -> Table:
         ("time lag", "right"),
         ("status", "left"),
         ("why", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    )
+    for name, justify in columns:
+        table.add_column(name, justify=justify)
     for p in lag.partitions:
         table.add_row(
             lag.group,

@@ -24,7 +24,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A skipped test is an unverified claim: fail the run unless skips are explicitly allowed."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
-    if skipped and os.environ.get("LAKESYNC_ALLOW_SKIPS") != "1" and exitstatus == 0:
+    if reporter and skipped and os.environ.get("LAKESYNC_ALLOW_SKIPS") != "1" and exitstatus == 0:
         reporter.write_line(f"{skipped} test(s) skipped: failing the run (set LAKESYNC_ALLOW_SKIPS=1 to allow)")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -19,15 +19,14 @@ COPY streaming/ streaming/
 COPY batch/ batch/
 COPY observability/ observability/
 COPY deploy/ deploy/
-# The consumer never starts Spark nor reads Delta: no delta-spark, deltalake or pandas, and pyspark
-# without its JVM jars (it only needs pyspark's type classes). It keeps Arrow: it decodes envelopes
-# and writes COPY data with it. Versions are pyproject.toml's pins.
-RUN python deploy/docker/requirements.py pyproject.toml --without delta-spark deltalake pandas > /tmp/requirements.txt \
-    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+# The consumer never starts Spark nor reads Delta: no pyspark, delta-spark, deltalake or pandas
+# (tests/unit/streaming/consumer/test_no_spark.py keeps it so). It keeps Arrow: it decodes
+# envelopes and writes COPY data with it. Every version and hash comes from the consumer's lock
+# file (deploy/requirements/consumer.txt, `make lock`); lakesync itself goes in without dependencies.
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/lakesync \
-    && /opt/lakesync/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt \
-    && /opt/lakesync/bin/pip install --no-cache-dir --no-deps /wheels/lakesync-0.1.0-py3-none-any.whl \
-    && rm -rf /opt/lakesync/lib/python3.11/site-packages/pyspark/jars
+    && /opt/lakesync/bin/pip install --no-cache-dir --require-hashes --requirement deploy/requirements/consumer.txt \
+    && /opt/lakesync/bin/pip install --no-cache-dir --no-deps /wheels/lakesync-0.1.0-py3-none-any.whl
 
 # --- runtime: the interpreter, the virtualenv, an unprivileged user; no compiler, no pip cache ----
 FROM python:3.11.14-slim-bookworm

@@ -1,10 +1,10 @@
 """Print lakesync's pinned runtime dependencies (pyproject.toml), minus those a service never imports.
 
-    python deploy/docker/requirements.py pyproject.toml --without delta-spark deltalake pandas pyarrow
+    python deploy/docker/requirements.py pyproject.toml --without pyspark delta-spark deltalake pandas
 
-The consumer image uses it: the consumer never starts Spark nor reads Delta, so Delta (delta-spark,
-deltalake), pandas and Arrow stay out of it (pyspark stays for its type classes, without its JVM
-jars). One source of versions: the pins in pyproject.toml, the same ones `deploy/setup.sh` installs.
+`make lock` compiles that list into the consumer image's lock file (deploy/requirements/consumer.txt):
+the consumer never starts Spark nor reads Delta, so Spark (pyspark), Delta (delta-spark, deltalake)
+and pandas stay out of it. One source of versions: the pins in pyproject.toml.
 """
 
 from __future__ import annotations

@@ -30,10 +30,10 @@ COPY streaming/ streaming/
 COPY batch/ batch/
 COPY observability/ observability/
 COPY deploy/ deploy/
-RUN python deploy/docker/requirements.py pyproject.toml > /tmp/requirements.txt \
-    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+# Every version and hash comes from the runtime lock file (deploy/requirements/runtime.txt, `make lock`).
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/lakesync \
-    && /opt/lakesync/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt \
+    && /opt/lakesync/bin/pip install --no-cache-dir --require-hashes --requirement deploy/requirements/runtime.txt \
     && /opt/lakesync/bin/pip install --no-cache-dir --no-deps /wheels/lakesync-0.1.0-py3-none-any.whl
 
 # --- jre: only its Java runtime is copied ----------------------------------------------------------

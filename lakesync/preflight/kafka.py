@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, TopicMetadata
 
 from lakesync.config import KafkaSettings
 from lakesync.errors import AccessRefusedError, ConfigError, ServiceUnreachableError
@@ -29,7 +30,11 @@ def check_kafka(kafka: KafkaSettings, topics: Sequence[str], *, timeout_s: float
     subject = f"Kafka at {kafka.bootstrap_servers}"
     try:
         # quiet: librdkafka's reconnect lines go to DEBUG; the failure is reported once, here.
-        admin = AdminClient({**kafka.client_config(), "logger": KafkaLogBridge(quiet=True)})
+        config: dict[str, Any] = {
+            **kafka.client_config(),
+            "logger": KafkaLogBridge(quiet=True),
+        }  # a logger object is allowed
+        admin = AdminClient(config)
     except KafkaException as exc:  # an unknown or malformed client property
         return [fail(subject, f"bad client property: {exc.args[0].str()}", "fix kafka.client_properties", ConfigError)]
     try:
@@ -44,9 +49,9 @@ def check_kafka(kafka: KafkaSettings, topics: Sequence[str], *, timeout_s: float
     return found + [_topic(name, metadata.topics) for name in topics]
 
 
-def _topic(name: str, existing: dict[str, object]) -> Finding:
+def _topic(name: str, existing: Mapping[str, TopicMetadata]) -> Finding:
     if name in existing:
-        partitions = len(existing[name].partitions)  # type: ignore[attr-defined]
+        partitions = len(existing[name].partitions)
         return ok(f"topic {name}", f"exists ({partitions} partitions)")
     return ok(f"topic {name}", "absent; created (compacted) when stream or consume starts")
 

@@ -12,7 +12,8 @@ import re
 
 from pyspark.sql import types as T
 
-from changes.type_mapping import UnsupportedTypeError, pg_type
+from connectors.errors import UnsupportedTypeError
+from connectors.spark_types import pg_type
 from lakesync.config import ColumnMapping, TableMapping
 from lakesync.errors import NotReadyError
 from lakesync.preflight.findings import Finding, fail, ok, skip, warn

@@ -50,7 +50,7 @@ def check_postgres(settings: LakesyncSettings, tables: Sequence[TableMapping], a
         version, user, database, may_create_schemas = conn.execute(
             "SELECT current_setting('server_version'), current_user, current_database(),"
             " has_database_privilege(current_database(), 'CREATE')"
-        ).fetchone()  # type: ignore[misc]
+        ).fetchone()  # type: ignore[misc]  # a SELECT without FROM returns its one row
         found = [ok(_subject(pg), f"server {version} accepts user {user!r}")]
         rights = _Rights(conn, _subject(pg), user, database, may_create_schemas)
         for table in tables:  # first: a target's own problem says more than a database-wide one

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from connectors import postgres_schema as schema
+from connectors.errors import SchemaMismatchError
 from lakesync.config import ConsumerSettings
 from lakesync.logs import get_logger
 from streaming.consumer import metrics, statements
@@ -125,7 +126,7 @@ class SchemaKeeper:
             add_columns=self._settings.add_columns,
         )
         if plan.problems:
-            raise schema.SchemaMismatchError(f"table {table.name}: " + "; ".join(plan.problems))
+            raise SchemaMismatchError(f"table {table.name}: " + "; ".join(plan.problems))
         if plan.create:
             schema.create_target_table(conn, table.ref, shape.columns, table.key_columns)
             log.info("target table created", table=table.name, target=str(table.ref), columns=len(shape.columns))

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from changes.collapse import latest_per_key
-from changes.envelope import EnvelopeError
+from changes.errors import EnvelopeError
 from connectors.postgres_schema import TableRef
 from streaming.consumer import columnar
 from streaming.consumer.decode import KEY, MESSAGE, ORDER, ROW, SHAPE, Change, Message, Shape, TableDecoder
@@ -60,7 +60,8 @@ class StagedGroup:
     rows: pa.Table
 
     def __len__(self) -> int:
-        return self.rows.num_rows
+        rows: int = self.rows.num_rows  # pyarrow is untyped ([tool.mypy])
+        return rows
 
     @property
     def has_upserts(self) -> bool:
@@ -143,10 +144,10 @@ def prepare_partition(
         staged, rejected, kept = decode_each(messages, target, decoder)
     return PartitionBatch(
         target,
-        messages[0].partition(),  # type: ignore[arg-type]
+        messages[0].partition(),  # type: ignore[arg-type]  # consumed: set (connectors/kafka_messages.py)
         messages,
-        messages[0].offset(),  # type: ignore[arg-type]
-        messages[-1].offset(),  # type: ignore[arg-type]
+        messages[0].offset(),  # type: ignore[arg-type]  # as above
+        messages[-1].offset(),  # type: ignore[arg-type]  # as above
         staged,
         rejected,
         compacted_away=len(messages) - len(rejected) - kept,

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import psycopg
 import tenacity
@@ -126,7 +128,7 @@ class PartitionClaims(threading.Thread):
                 jitter=settings.retry_initial_backoff_s,
             ),
             stop=tenacity.stop_after_delay(settings.retry_deadline_s) | tenacity.stop_when_event_set(self._stopped),
-            sleep=self._wake.wait,
+            sleep=cast("Callable[[float], None]", self._wake.wait),  # tenacity ignores what wait() returns
             before_sleep=lambda state: self._before_retry(claim, state),
             reraise=True,
         )
@@ -161,7 +163,7 @@ class PartitionClaims(threading.Thread):
             error_class=type(error).__name__,
             sqlstate=sqlstate_of(error) if error else None,
             attempt=state.attempt_number,
-            failing_for_s=round(state.seconds_since_start, 1),
+            failing_for_s=round(cast(float, state.seconds_since_start), 1),  # set once an attempt ran
         )
 
     def _is_cancelled(self, claim: ClaimRequest) -> bool:

@@ -24,7 +24,7 @@ from enum import Enum
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from changes.envelope import EnvelopeError
+from changes.errors import EnvelopeError
 from streaming.consumer.errors import DeadLetterDeliveryError, UnconvertibleValueError
 
 POISON_CLASSES = frozenset({"21", "22", "23"})

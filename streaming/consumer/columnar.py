@@ -31,7 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from changes.collapse import latest_per_key
-from changes.envelope import ENVELOPE_VERSION, REPAIR_BATCH_ID, EnvelopeError
+from changes.envelope import ENVELOPE_VERSION, REPAIR_BATCH_ID
+from changes.errors import EnvelopeError
 from changes.order import DELETE_RANK, IMAGE_RANK, REPAIR_RANK
 from streaming.consumer.decode import KEY, ORDER, ROW, Change, Message, Shape, TableDecoder
 
@@ -62,10 +63,10 @@ def decode(messages: Sequence[Message], values: Sequence[bytes | None], decoder:
     if not envelopes:
         return None
     lines = values if len(envelopes) == len(values) else [values[i] for i in envelopes]
-    shapes = _shapes(lines[0], decoder)  # type: ignore[arg-type]
+    shapes = _shapes(lines[0], decoder)  # type: ignore[arg-type]  # `lines` holds no None (filtered above)
     if shapes is None:
         return None
-    table = _parse(lines, _schema(*shapes))  # type: ignore[arg-type]
+    table = _parse(lines, _schema(*shapes))  # type: ignore[arg-type]  # as above
     if table is None or not _valid(table, decoder, shapes[0]):
         return None
     changes = _changes(table, shapes[1], pa.array(envelopes, pa.int64()))

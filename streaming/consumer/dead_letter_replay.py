@@ -16,20 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
 from changes import dead_letter as dlq
 from connectors.kafka import producer_config
+from connectors.kafka_messages import consumed_headers, position
 from lakesync.config import KafkaSettings
-from lakesync.errors import LakesyncError
+from streaming.consumer.errors import DeadLetterReplayError
 
 HEADER_REPLAYED_FROM = "lakesync-dlq-replayed-from"  # `<dead-letter partition>:<offset>` on a replayed record
 _DLQ_PREFIX = "lakesync-dlq-"
-
-
-class DeadLetterReplayError(LakesyncError):
-    """Dead letters could not be read, or a chosen one cannot be replayed."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def replay(settings: KafkaSettings, letters: Sequence[StoredDeadLetter], *, time
     producer = Producer(producer_config(settings))
     for letter in letters:
         producer.produce(
-            letter.get(dlq.HEADER_TOPIC),
+            cast(str, letter.get(dlq.HEADER_TOPIC)),  # a replayable letter names its topic (checked above)
             key=letter.key,
             value=letter.value,
             headers=[*letter.original_headers, (HEADER_REPLAYED_FROM, letter.id.encode())],
@@ -154,7 +152,7 @@ def _read_until(reader: Consumer, topic: str, ends: dict[int, tuple[int, int]], 
         for message in batch:
             if message.error() is not None:
                 continue
-            partition, offset = message.partition(), message.offset()
+            _topic, partition, offset = position(message)
             if partition in pending and offset < pending[partition]:
                 messages.append(message)
             if partition in pending and offset >= pending[partition] - 1:
@@ -163,10 +161,11 @@ def _read_until(reader: Consumer, topic: str, ends: dict[int, tuple[int, int]], 
 
 
 def _stored(message: Message) -> StoredDeadLetter:
-    headers = list(message.headers() or [])
+    headers = list(consumed_headers(message) or [])
     why = {k: v.decode(errors="replace") for k, v in headers if k.startswith(_DLQ_PREFIX)}
     original = [(k, v) for k, v in headers if not k.startswith(_DLQ_PREFIX)]
-    return StoredDeadLetter(message.partition(), message.offset(), why, message.key(), message.value(), original)  # type: ignore[arg-type]
+    _topic, partition, offset = position(message)
+    return StoredDeadLetter(partition, offset, why, message.key(), message.value(), original)
 
 
 def _int(text: str | None) -> int | None:

@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, Producer
 
 from changes.dead_letter import DeadLetter
 from connectors.kafka import producer_config
+from connectors.kafka_messages import produced_headers
 from lakesync.config import KafkaSettings
 from streaming.consumer.classify import sqlstate_of
 from streaming.consumer.decode import Message
@@ -70,7 +71,7 @@ class DeadLetterSink:
                 self.topic,
                 key=original.key(),
                 value=original.value(),
-                headers=record.letter.headers() + list(original.headers() or ()),
+                headers=produced_headers(record.letter.headers() + list(original.headers() or ())),
                 on_delivery=delivered,
             )
         remaining = producer.flush(self._timeout_s)

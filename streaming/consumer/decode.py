@@ -6,7 +6,7 @@ the envelope's JSON values already are PostgreSQL's text input for their column 
 "12.50", timestamps with a Z, "NaN"/"Infinity" for floats, JSON text for jsonb; bytea is base64
 and decoded in SQL). So a message is parsed once with orjson, its structure checked, and its
 values kept as they came; PostgreSQL converts them, and a value it refuses (SQLSTATE class 22)
-makes the record poison (see apply.py). `tests/unit/consumer/test_decode.py` holds this decoder
+makes the record poison (see apply.py). `tests/unit/streaming/consumer/test_decode.py` holds this decoder
 to `decode_event` on the same envelopes.
 
 A decoded message is a `Change`, a plain tuple for speed (millions per minute):
@@ -24,13 +24,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from changes.envelope import (
-    ENVELOPE_VERSION,
-    REPAIR_BATCH_ID,
-    EnvelopeError,
-    decode_event,
-    parse_columns,
-)
+from changes.envelope import ENVELOPE_VERSION, REPAIR_BATCH_ID, decode_event, parse_columns
+from changes.errors import EnvelopeError
 from changes.order import DELETE_RANK, IMAGE_RANK, REPAIR_RANK
 from changes.type_mapping import TargetColumn
 from connectors.postgres_schema import BOOKKEEPING_PREFIX, MAX_IDENTIFIER_BYTES, allowed_type
@@ -118,7 +113,7 @@ class TableDecoder:
             if columns != self._last_columns:
                 self._last_shape = self._shape_of(self._types(columns))
                 self._last_columns = columns
-            shape, row_of = self._last_shape  # type: ignore[misc]
+            shape, row_of = self._last_shape  # type: ignore[misc]  # set just above for these columns
             values = row_of(after)
             if values[: self._key_count] != key:
                 raise EnvelopeError(f"key {key_values!r} disagrees with the after-image's key columns")
@@ -256,7 +251,7 @@ def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...
     get = operator.itemgetter(*names)
     if len(names) == 1:
         return lambda mapping: (get(mapping),)
-    return get  # type: ignore[return-value]
+    return get
 
 
 def _row_getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:

@@ -32,19 +32,21 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from connectors import postgres, postgres_schema
-from connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, TopicError, ensure_topics
-from connectors.kafka_offsets import OffsetReader
+from connectors.errors import PostgresUnavailableError, TopicError
+from connectors.kafka import CHANGE_TOPIC_CONFIG, DEAD_LETTER_TOPIC_CONFIG, ensure_topics
+from connectors.kafka_messages import position, topic_partition
 from connectors.postgres_schema import TableRef
 from lakesync.config import LakesyncSettings
 from lakesync.errors import ConfigError
 from lakesync.logs import correlation, get_logger
 from observability.endpoints import HealthServer, Probes
+from observability.kafka_offsets import OffsetReader
 from observability.lag_monitor import LagMonitor
 from streaming.consumer import metrics
 from streaming.consumer.apply import BatchApplier, SchemaKeeper, observe
@@ -53,8 +55,9 @@ from streaming.consumer.batch import PartitionBatch, TableTarget, prepare_partit
 from streaming.consumer.claims import ClaimResult, PartitionClaims
 from streaming.consumer.classify import is_transient
 from streaming.consumer.dead_letters import DeadLetterSink
+from streaming.consumer.decode import Message as DecodedMessage
 from streaming.consumer.decode import TableDecoder
-from streaming.consumer.errors import BatchAbandonedError, BatchFencedError, ClaimAbandonedError, KafkaUnavailableError
+from streaming.consumer.errors import BatchDroppedError, BatchFencedError, ClaimAbandonedError, KafkaUnavailableError
 from streaming.consumer.worker import ApplyLanes, Outcome, TombstonePurge
 
 log = get_logger("lakesync.consumer")
@@ -287,7 +290,7 @@ class ConsumerService:
 
     def _postgres_answers(self) -> bool:
         with self._pool.connection(timeout=2.0) as conn:
-            return conn.execute("SELECT 1").fetchone() == (1,)
+            return bool(conn.execute("SELECT 1").fetchone() == (1,))
 
     def _kafka_answers(self) -> bool:
         assert self._admin is not None
@@ -330,13 +333,15 @@ class ConsumerService:
         """One batch per partition, stamped with the claim it is applied under."""
         by_partition: dict[TopicPartitionKey, list[Message]] = {}
         for message in messages:
-            by_partition.setdefault((message.topic(), message.partition()), []).append(message)  # type: ignore[arg-type]
+            by_partition.setdefault(topic_partition(message), []).append(message)
         del messages
         for tp, chunk in by_partition.items():
             if not self.assignment.is_ready(tp):
                 continue  # revoked or claimed again during this poll: it will be read again
             topic = tp[0]
-            batch = prepare_partition(chunk, [m.value() for m in chunk], self.targets[topic], self.decoders[topic])
+            # Consumed messages are what decode.Message describes (connectors/kafka_messages.py).
+            consumed = cast("list[DecodedMessage]", chunk)
+            batch = prepare_partition(consumed, [m.value() for m in chunk], self.targets[topic], self.decoders[topic])
             batch.ownership = self.assignment.take(tp, batch.next_offset)
             yield batch
 
@@ -369,8 +374,9 @@ class ConsumerService:
         message = consumer.poll(0.02)
         if message is None:
             return
-        if message.error() is not None:
-            _raise_if_fatal(message.error())
+        error = message.error()
+        if error is not None:
+            _raise_if_fatal(error)
             return
         self._carried.append(message)
 
@@ -381,12 +387,13 @@ class ConsumerService:
         message = consumer.poll(0.2)
         if message is None:
             return
-        if message.error() is not None:
-            _raise_if_fatal(message.error())
+        error = message.error()
+        if error is not None:
+            _raise_if_fatal(error)
             return
-        tp = TopicPartition(message.topic(), message.partition(), message.offset())
+        tp = TopicPartition(*position(message))
         consumer.seek(tp)
-        consumer.pause([TopicPartition(message.topic(), message.partition())])
+        consumer.pause([TopicPartition(*topic_partition(message))])
 
     def _set_paused(self, paused: bool) -> None:
         """Pause every assigned partition (PostgreSQL down or slow), or resume the claimed ones."""
@@ -417,14 +424,14 @@ class ConsumerService:
 
     def _settle(self, outcome: Outcome, *, raise_errors: bool) -> None:
         batch, error = outcome.batch, outcome.error
-        if isinstance(error, (BatchAbandonedError, BatchFencedError)):
+        if isinstance(error, BatchDroppedError):
             self._dropped(batch, error)
             return
         if error is not None:
             if not raise_errors:
                 return
             if is_transient(error):
-                raise postgres.PostgresUnavailableError(
+                raise PostgresUnavailableError(
                     f"gave up after {self.settings.consumer.retry_deadline_s:.0f} s of transient errors: "
                     f"{type(error).__name__}: {str(error).strip()}"
                 ) from error
@@ -474,7 +481,7 @@ class ConsumerService:
             if isinstance(result.error, ClaimAbandonedError):
                 return
             if is_transient(result.error):
-                raise postgres.PostgresUnavailableError(
+                raise PostgresUnavailableError(
                     f"could not claim partitions for {self.settings.consumer.retry_deadline_s:.0f} s: "
                     f"{type(result.error).__name__}: {str(result.error).strip()}"
                 ) from result.error

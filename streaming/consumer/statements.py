@@ -142,9 +142,9 @@ def delete(ref: TableRef, stage: str, shape: Shape, *, target_exists: bool = Tru
     keys = [sql.Identifier(c.name) for c in shape.key_columns]
     is_repair = sql.SQL("s.{}").format(_IS_REPAIR)
     deleting = _at("s", sql.SQL("CASE WHEN {} THEN {} ELSE {} END").format(is_repair, REPAIR_RANK, DELETE_RANK))
-    removed = sql.SQL("SELECT 1 WHERE false")
+    removed: sql.Composable = sql.SQL("SELECT 1 WHERE false")
     # A delete superseded by the live row (an image of its own commit or later) leaves no tombstone.
-    superseded = sql.SQL("false")
+    superseded: sql.Composable = sql.SQL("false")
     if target_exists:
         removed = sql.SQL(
             "DELETE FROM {target} t USING {stage} s WHERE s.{is_delete} AND {key_match_t} AND {over_row}"

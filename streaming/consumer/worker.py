@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import cast
 
 import psycopg
 import tenacity
@@ -174,7 +175,7 @@ class ApplyLane(threading.Thread):
                 jitter=settings.retry_initial_backoff_s,
             ),
             stop=tenacity.stop_after_delay(settings.retry_deadline_s) | tenacity.stop_when_event_set(self._abandon),
-            sleep=self._abandon.wait,
+            sleep=cast("Callable[[float], None]", self._abandon.wait),  # tenacity ignores what wait() returns
             before_sleep=self._before_retry,
             reraise=True,
         )
@@ -206,7 +207,7 @@ class ApplyLane(threading.Thread):
             error=str(error).strip().splitlines()[0] if error and str(error).strip() else None,
             attempt=state.attempt_number,
             sleep_s=round(state.upcoming_sleep, 2),
-            failing_for_s=round(state.seconds_since_start, 1),
+            failing_for_s=round(cast(float, state.seconds_since_start), 1),  # set once an attempt ran
         )
 
 
@@ -293,12 +294,12 @@ class TombstonePurge:
             log.info("tombstones purged", rows=purged)
 
 
-def purge_tombstones(pool: object, refs: list[TableRef], retention_s: float) -> int:
+def purge_tombstones(pool: ConnectionPool, refs: list[TableRef], retention_s: float) -> int:
     """Delete tombstones older than the retention in every target's tombstone table that exists."""
     from connectors.postgres_schema import BOOKKEEPING_SCHEMA, tombstone_table_name
 
     purged = 0
-    with pool.connection() as conn:  # type: ignore[attr-defined]
+    with pool.connection() as conn:
         for ref in refs:
             found = conn.execute(
                 "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))",

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from changes.order import PREIMAGE, RANKS
-from changes.row_hash import row_hash_column
 from streaming.publisher.envelope_spark import key_json
 from streaming.publisher.mapping import CHANGE_TYPE, COMMIT_TIMESTAMP, COMMIT_VERSION, PROBLEM
+from streaming.publisher.row_hash_spark import row_hash_column
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

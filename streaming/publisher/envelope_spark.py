@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from pyspark.sql import types as T
 
 from changes.envelope import ENVELOPE_VERSION, SPARK_JSON_OPTIONS, columns_text
-from changes.type_mapping import is_nested, target_columns
 from connectors.spark import column
+from connectors.spark_types import is_nested, target_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import Column

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from changes.type_mapping import target_columns
 from connectors.consumer_position import wait_for_consumer
 from connectors.kafka import (
     CHANGE_TOPIC_CONFIG,
@@ -35,11 +34,12 @@ from connectors.kafka import (
 )
 from connectors.postgres import open_pool
 from connectors.spark import build_spark_session
+from connectors.spark_types import target_columns
 from lakesync import preflight
 from lakesync.config import LakesyncSettings, TableMapping
-from lakesync.errors import LakesyncError
 from lakesync.logs import correlation, get_logger
 from streaming.publisher import source
+from streaming.publisher.errors import StreamFailedError
 from streaming.publisher.mapping import CompiledMapping, compile_mapping
 from streaming.publisher.metrics import StreamObserver
 from streaming.publisher.micro_batch import BatchReport, TablePipeline
@@ -61,13 +61,10 @@ from streaming.publisher.table_lock import TableLock
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
     from pyspark.sql import SparkSession
-    from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
+    from pyspark.sql.streaming.query import StreamingQuery
+    from pyspark.sql.streaming.readwriter import DataStreamWriter
 
 log = get_logger(__name__)
-
-
-class StreamFailedError(LakesyncError):
-    """A table's streaming query stopped with an error that is not a schema change."""
 
 
 @dataclass

@@ -18,13 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from changes.type_mapping import is_nested
 from connectors.spark import column
+from connectors.spark_types import is_nested
 from lakesync.config import ColumnMapping, LookupTable, TableMapping
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
-    from pyspark.sql.types import StructType
+    from pyspark.sql.types import DataType, StructType
 
 CHANGE_TYPE = "_change_type"
 COMMIT_VERSION = "_commit_version"
@@ -140,17 +140,17 @@ def _with_problems(projected: DataFrame, table: TableMapping, specs: list[Column
     return projected.select(*[column(s.name) for s in specs], *FEED_METADATA, problem.alias(PROBLEM))
 
 
-def _may_hold_text(data_type: object) -> bool:
+def _may_hold_text(data_type: DataType) -> bool:
     from pyspark.sql import types as T
 
-    return isinstance(data_type, (T.StringType, T.CharType, T.VarcharType)) or is_nested(data_type)  # type: ignore[arg-type]
+    return isinstance(data_type, (T.StringType, T.CharType, T.VarcharType)) or is_nested(data_type)
 
 
-def _holds_nul(column: Column, data_type: object) -> Column:
+def _holds_nul(column: Column, data_type: DataType) -> Column:
     from pyspark.sql import functions as F
 
-    text = F.to_json(column) if is_nested(data_type) else column  # type: ignore[arg-type]
-    marker = "\\u0000" if is_nested(data_type) else "\u0000"  # type: ignore[arg-type]
+    text = F.to_json(column) if is_nested(data_type) else column
+    marker = "\\u0000" if is_nested(data_type) else "\u0000"
     return F.coalesce(F.instr(text, marker) > 0, F.lit(False))
 
 

@@ -26,11 +26,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from changes.classify import ACTIONS, PUBLISHED, StateChange, classify, repair_state
+from changes.classify import ACTIONS, PUBLISHED, StateChange, StateEntry, classify, repair_state
 from changes.dead_letter import DeadLetter
 from changes.envelope import ENVELOPE_VERSION, HEADER_ENVELOPE, HEADER_TABLE, tombstone_headers
+from connectors.kafka_messages import produced_headers
 from streaming.publisher.errors import PublishError
-from streaming.publisher.state_store import StateEntry, StateTable, lookup, record
+from streaming.publisher.state_store import StateTable, lookup, record
 
 TALLY_SCHEMA = "tally string"
 # Phases of a task: state lookups, classifying and producing, waiting for Kafka's acks, state writes.
@@ -270,7 +271,9 @@ class _Task:
             self.versions[key] = version
         while True:
             try:
-                self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=self._delivered)
+                self.producer.produce(
+                    topic, key=key, value=value, headers=produced_headers(headers), on_delivery=self._delivered
+                )
                 self.producer.poll(0)
                 return
             except BufferError:
@@ -323,7 +326,8 @@ class StateSession:
         self._conn: Any = None
 
     def lookup(self, keys: list[str]) -> dict[str, StateEntry]:
-        return self._retrying(lambda conn: lookup(conn, self._table, keys))  # type: ignore[no-any-return]
+        found: dict[str, StateEntry] = self._retrying(lambda conn: lookup(conn, self._table, keys))
+        return found
 
     def record(self, changes: list[tuple[str, StateChange]]) -> None:
         def write(conn: Any) -> None:

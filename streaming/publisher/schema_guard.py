@@ -14,11 +14,7 @@ from pathlib import Path
 
 from pyspark.sql import types as T
 
-from lakesync.errors import LakesyncError
-
-
-class SchemaChangeError(LakesyncError):
-    """The source schema changed in a way lakesync cannot carry to PostgreSQL."""
+from streaming.publisher.errors import SchemaChangeError
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import psycopg
 from psycopg import sql
 
 from changes.order import IMAGE_RANK
-from changes.row_hash import row_hash_column
 from connectors.postgres_copy import CopyWriter, csv_line
 from connectors.postgres_read import align_to_schema, existing_table, read_table
 from connectors.postgres_schema import VERSION_COLUMN, TableRef
@@ -26,6 +25,7 @@ from lakesync.config import PostgresSettings, TableMapping
 from lakesync.logs import get_logger
 from streaming.publisher.envelope_spark import key_json
 from streaming.publisher.progress import ensure_progress_table, mark_seeded
+from streaming.publisher.row_hash_spark import row_hash_column
 from streaming.publisher.state_store import COLUMNS, KEY, RANK, ROW_HASH, VERSION, StateTable, ensure_state_table
 
 if TYPE_CHECKING:

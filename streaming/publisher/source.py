@@ -7,16 +7,13 @@ from typing import TYPE_CHECKING
 from connectors import delta_log
 from connectors.delta_log import commit_actions
 from lakesync.config import TableMapping
-from lakesync.errors import LakesyncError
+from streaming.publisher.errors import SourceError
 from streaming.publisher.mapping import FEED_METADATA
 
 if TYPE_CHECKING:
+    from delta.tables import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
-
-
-class SourceError(LakesyncError):
-    """A source table is missing or cannot be streamed (e.g. change data feed is off)."""
 
 
 def change_feed(spark: SparkSession, table: TableMapping, *, starting_version: int | None = None) -> DataFrame:
@@ -78,7 +75,7 @@ def current_schema(spark: SparkSession, table: TableMapping) -> StructType:
     return T.StructType([f for f in frame.schema.fields if f.name not in FEED_METADATA])
 
 
-def _delta_table(spark: SparkSession, table: TableMapping):  # type: ignore[no-untyped-def]
+def _delta_table(spark: SparkSession, table: TableMapping) -> DeltaTable:
     from delta.tables import DeltaTable
     from pyspark.errors import AnalysisException
 

@@ -12,11 +12,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from lakesync.errors import LakesyncError
-
-
-class TableBusyError(LakesyncError):
-    """Another lakesync process holds the table's stream state (e.g. a running stream job)."""
+from streaming.publisher.errors import TableBusyError
 
 
 class TableLock:

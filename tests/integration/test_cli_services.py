@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from deploy.processes import pid_alive, tcp_open
+from tests.support.config_file import write_toml
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +51,9 @@ def test_bad_config_value_fails_with_one_line_naming_the_key(tmp_path: Path) -> 
     assert bad_env.stderr.count("\n") == 1, bad_env.stderr
     assert "postgres.port" in bad_env.stderr
 
-    config = tmp_path / "lakesync.toml"
-    config.write_text('[kafka]\nbootstrap_server = "x:9092"\n[postgres]\npassword = "hunter2"\n')
+    config = write_toml(
+        tmp_path / "lakesync.toml", {"kafka": {"bootstrap_server": "x:9092"}, "postgres": {"password": "hunter2"}}
+    )
     typo = run_cli("--config", str(config), "check-config", cwd=tmp_path)
     assert typo.returncode == 2
     assert "kafka.bootstrap_server" in typo.stderr and "Extra inputs are not permitted" in typo.stderr

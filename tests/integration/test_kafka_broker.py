@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from connectors.kafka_messages import topic_partition
 from lakesync.config import LakesyncSettings
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def test_produce_consume_round_trip_keeps_keys_on_one_partition(settings: Lakesy
         {**client, "group.id": unique_name, "auto.offset.reset": "earliest", "enable.auto.commit": False}
     )
     consumer.subscribe([unique_name])
-    received = []
+    received: list[Message] = []
     try:
         while len(received) < len(sent):
             message = consumer.poll(10)
@@ -40,10 +41,11 @@ def test_produce_consume_round_trip_keeps_keys_on_one_partition(settings: Lakesy
     finally:
         consumer.close()
 
-    assert sorted(m.value().decode() for m in received) == sorted(v for _, v in sent)
+    assert sorted(bytes(m.value() or b"").decode() for m in received) == sorted(v for _, v in sent)
     partitions_of_key: dict[str, set[int]] = defaultdict(set)
     for message in received:
-        partitions_of_key[message.key().decode()].add(message.partition())
+        topic_key, partition = bytes(message.key() or b"").decode(), topic_partition(message)[1]
+        partitions_of_key[topic_key].add(partition)
     assert all(len(parts) == 1 for parts in partitions_of_key.values()), partitions_of_key
     # Seven keys over three partitions: more than one partition is really in use.
     assert len({p for parts in partitions_of_key.values() for p in parts}) > 1

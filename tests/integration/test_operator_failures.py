@@ -42,7 +42,7 @@ class World:
 
     def settings(self, table: dict[str, Any] | None = None, **sections: dict[str, Any]) -> LakesyncSettings:
         data = self.base.model_dump()
-        data["postgres"]["password"] = self.base.postgres.password.get_secret_value()  # type: ignore[union-attr]
+        data["postgres"]["password"] = self.base.postgres.password.get_secret_value()  # type: ignore[union-attr]  # the session's settings carry a password
         name = "t" + uuid.uuid4().hex[:8]
         data["tables"] = [
             {
@@ -227,7 +227,7 @@ def test_each_failure_is_one_line_with_its_exit_code(case: Case, world: World, t
     for fragment in case.says:
         assert fragment in result.stderr, result.stderr
     assert "Traceback" not in output and "\x00" not in output
-    for secret in (world.base.postgres.password.get_secret_value(), WRONG_PASSWORD, world.limited_password):  # type: ignore[union-attr]
+    for secret in (world.base.postgres.password.get_secret_value(), WRONG_PASSWORD, world.limited_password):  # type: ignore[union-attr]  # the session's settings carry a password
         assert secret not in output
     if case.command[0] == "stream" and case.preflight:
         topics = AdminClient(world.base.kafka.client_config()).list_topics(timeout=10).topics

@@ -1,8 +1,10 @@
-"""Settings as a TOML file, secrets revealed: what a CLI subprocess reads with --config."""
+"""The one way tests write settings to a file: TOML, secrets revealed, readable by its owner only."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +19,26 @@ def write_config(path: Path, settings: LakesyncSettings) -> Path:
     for section, key in _SECRETS:  # model_dump masks SecretStr values; the file needs them
         secret = getattr(getattr(settings, section), key)
         data[section][key] = secret.get_secret_value() if secret is not None else None
+    return write_toml(path, data)
+
+
+def write_toml(path: Path, data: Mapping[str, Any]) -> Path:
+    """Plain values as TOML: top-level keys, [sections], [[tables]] with [[tables.columns]] and
+    [[tables.lookups]]; None values are left out. The file is 0600 from its creation: it holds passwords."""
     lines = [_pair(k, v) for k, v in data.items() if not isinstance(v, (dict, list))]
     for section, values in data.items():
         if isinstance(values, dict):
             lines += [f"[{section}]", *(_pair(k, v) for k, v in values.items())]
-    for table in data["tables"]:
+    for table in data.get("tables", []):
         lines += ["[[tables]]", *(_pair(k, v) for k, v in table.items() if k not in ("columns", "lookups"))]
         for kind in ("columns", "lookups"):
-            for item in table[kind]:
+            for item in table.get(kind, []):
                 lines += [f"[[tables.{kind}]]", *(_pair(k, v) for k, v in item.items())]
-    path.write_text("\n".join(line for line in lines if line) + "\n")
+    text = "\n".join(line for line in lines if line) + "\n"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    path.chmod(0o600)  # an existing file keeps its mode through O_CREAT
     return path
 
 

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from connectors.consumer_position import applied_offsets, end_offsets
 from lakesync.config import LakesyncSettings
 from streaming.consumer.service import ConsumerService
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+from tests.support.wait import wait_until
 
 
 def wait_caught_up(settings: LakesyncSettings, topic: str, timeout_s: float = 60.0) -> None:

@@ -7,11 +7,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -126,3 +128,12 @@ def k8s_object(kind: str, name: str) -> dict[str, Any]:
     matches = [d for _, d in k8s_documents() if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
     return matches[0]
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script of deploy/ that is not part of a package (deploy/docker/*.py), imported by its path."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

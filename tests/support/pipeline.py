@@ -54,7 +54,7 @@ class Pipeline:
         with psycopg.connect(**self.settings.postgres.connection_kwargs()) as conn:
             # Plain replace, not sql.SQL.format: the statements hold JSON literals with braces.
             target = sql.Identifier(self.table.target_schema, self.table.target_table).as_string(conn)
-            cursor = conn.execute(statement.replace("{t}", target), params or None)  # type: ignore[arg-type]
+            cursor = conn.execute(statement.replace("{t}", target), params or None)
             return cursor.fetchall() if cursor.description else []
 
 

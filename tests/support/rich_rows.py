@@ -19,7 +19,7 @@ PG_COLUMNS = """id bigint PRIMARY KEY, flag boolean, small smallint, price numer
 COLUMN_NAMES = [field.split()[0] for field in SCHEMA.split(", ")]
 
 
-def row(i: int, name: str = "ação 😀") -> tuple[Any, ...]:
+def row(i: int, name: str | None = "ação 😀") -> tuple[Any, ...]:
     """Row `i`: special floats, a negative zero, unicode, pre-1970 dates, micros everywhere."""
     return (
         i,

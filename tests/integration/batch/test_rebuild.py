@@ -17,14 +17,15 @@ import pytest
 
 from batch.rebuild import rebuild, side_name
 from batch.reconcile import reconcile
+from streaming.publisher.errors import SchemaChangeError, TableBusyError
 from streaming.publisher.job import StreamJob
 from streaming.publisher.progress import read_progress
-from streaming.publisher.schema_guard import SchemaChangeError
 from streaming.publisher.state_dir import table_state_dir
 from streaming.publisher.state_store import stream_target
-from streaming.publisher.table_lock import TableBusyError, TableLock
+from streaming.publisher.table_lock import TableLock
 from tests.support.pipeline import Pipeline
 from tests.support.rich_rows import SCHEMA, row
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +85,7 @@ def test_stream_resumes_after_the_rebuilt_version_without_gap_or_double_apply(
     pipeline: Callable[..., Pipeline], spark: Any
 ) -> None:
     """A dropped column stops the stream; rebuild is the fix; then only later changes flow."""
-    from tests.integration.streaming.conftest import read_topic
+    from tests.support.stream_topics import read_topic
 
     p = pipeline()
     p.sql(
@@ -119,7 +120,7 @@ def test_stream_resumes_after_the_rebuilt_version_without_gap_or_double_apply(
 def test_rebuild_of_a_streamed_table_then_new_commits_flow_exactly_once(
     pipeline: Callable[..., Pipeline], spark: Any
 ) -> None:
-    from tests.integration.streaming.conftest import events, read_new, read_topic
+    from tests.support.stream_topics import events, read_new, read_topic
 
     p = pipeline(key_columns=["id"])
     write(spark, p.table.source, range(50))
@@ -186,10 +187,13 @@ def test_a_rebuild_killed_midway_leaves_the_live_table_intact(
 
 def _wait_for_copy(p: Pipeline, job: subprocess.Popen[bytes], log: Path, timeout_s: float = 180) -> None:
     """Until PostgreSQL runs one of the rebuild's COPY statements."""
-    deadline = time.monotonic() + timeout_s
-    while not p.pg(
-        "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'", "COPY %__lakesync_rebuild%"
-    ):
-        assert job.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "the rebuild never reached its COPY"
-        time.sleep(0.1)
+    wait_until(
+        lambda: p.pg(
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'", "COPY %__lakesync_rebuild%"
+        ),
+        timeout_s,
+        "the rebuild's COPY",
+        interval_s=0.1,
+        alive=lambda: job.poll() is None,
+        details=lambda: log.read_text()[-3000:],
+    )

@@ -15,6 +15,7 @@ from streaming.publisher.job import StreamJob
 from tests.support.consumer_run import running, wait_caught_up
 from tests.support.pipeline import Pipeline
 from tests.support.rich_rows import COLUMN_NAMES, SCHEMA, row
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +112,10 @@ def test_reconcile_during_live_streaming_reports_no_false_drift(pipeline: Callab
         streamer.start()
         writer.start()
         try:
-            time.sleep(5)  # let some changes be in flight on every stage
+            # Changes in flight on every stage: some written since the sync already reached PostgreSQL.
+            wait_until(
+                lambda: p.pg("SELECT count(*) FROM {t} WHERE name LIKE 'w%'")[0][0] > 0, 60, "live changes applied"
+            )
             result = reconcile(spark, p.settings, p.table, wait_s=120)
         finally:
             stop.set()

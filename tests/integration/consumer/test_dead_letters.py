@@ -8,13 +8,15 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from lakesync.config import LakesyncSettings
-
-from .conftest import produce, rows, run_until_caught_up, upsert, write_config
+from tests.support.config_file import write_config
+from tests.support.consumer_run import run_until_caught_up
+from tests.support.consumer_topics import produce, rows, upsert
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +32,7 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def listed(config: Path, table: str) -> list[dict]:
+def listed(config: Path, table: str) -> list[dict[str, Any]]:
     result = cli(config, "list", "--json", "--table", table)
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]

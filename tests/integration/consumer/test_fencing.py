@@ -8,31 +8,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from connectors.consumer_position import applied_offsets
+from connectors.postgres_schema import TableRef
 from lakesync.config import ConsumerSettings, LakesyncSettings
 from streaming.consumer import statements
 from streaming.consumer.apply import BatchApplier, SchemaKeeper
-from streaming.consumer.batch import Ownership, TableTarget, prepare_partition
+from streaming.consumer.batch import Ownership, PartitionBatch, TableTarget, prepare_partition
 from streaming.consumer.dead_letters import DeadLetterSink
+from streaming.consumer.decode import Message as DecodedMessage
 from streaming.consumer.decode import TableDecoder
 from streaming.consumer.errors import BatchFencedError
-
-from .conftest import (
-    applied_offsets,
-    delete,
-    make_settings,
-    produce,
-    rows,
-    run_until_caught_up,
-    running,
-    upsert,
-    wait_caught_up,
-    wait_until,
-)
+from tests.support.consumer_run import run_until_caught_up, running, wait_caught_up
+from tests.support.consumer_topics import Message, delete, make_settings, produce, rows, upsert
+from tests.support.wait import holds_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +63,8 @@ class Record:
         return self.o
 
 
-def connect(settings: LakesyncSettings, **kwargs: object) -> psycopg.Connection:
-    return psycopg.connect(**settings.postgres.connection_kwargs(), **kwargs)  # type: ignore[arg-type]
+def connect(settings: LakesyncSettings, **kwargs: Any) -> psycopg.Connection:
+    return psycopg.connect(**settings.postgres.connection_kwargs(), **kwargs)
 
 
 def install_audit(settings: LakesyncSettings, table: str) -> None:
@@ -142,9 +136,9 @@ class OffsetWatch(threading.Thread):
             time.sleep(0.05)
 
 
-def interleaved(name: str, keys: range, first_version: int, rounds: int) -> tuple[list, dict[int, int | None]]:
+def interleaved(name: str, keys: range, first_version: int, rounds: int) -> tuple[list[Message], dict[int, int | None]]:
     """Upserts and deletes of the same keys, alternating per key; the version each key ends at (None: deleted)."""
-    messages: list = []
+    messages: list[Message] = []
     final: dict[int, int | None] = {}
     for r in range(rounds):
         version = first_version + r
@@ -251,7 +245,7 @@ def test_two_writers_of_one_partition_are_serialized_and_the_second_is_fenced(
     second = _batch(target, 0, stored, [upsert(name, 50, 1, name="second")], Ownership("owner/1", stored))
     outcomes: dict[str, object] = {}
 
-    def write(label: str, batch) -> None:  # type: ignore[no-untyped-def]
+    def write(label: str, batch: PartitionBatch) -> None:
         try:
             with connect(table_settings) as conn:
                 outcomes[label] = applier.apply(conn, batch)
@@ -264,29 +258,33 @@ def test_two_writers_of_one_partition_are_serialized_and_the_second_is_fenced(
         wait_until(lambda: waiting_on_hold(table_settings) == 1, 30, "the first writer held inside PostgreSQL")
         two = threading.Thread(target=write, args=("second", second))
         two.start()
-        time.sleep(1.0)
-        assert waiting_on_hold(table_settings) == 1, "the second writer waits on the row lock, not on the table"
+        # The second writer waits on the row lock, not on the hold: one waiter on the hold, throughout.
+        holds_for(lambda: waiting_on_hold(table_settings) == 1, 1.0, "one writer held inside PostgreSQL")
     one.join(30)
     two.join(30)
     assert isinstance(outcomes["second"], BatchFencedError) and not isinstance(outcomes["first"], Exception)
     assert rows(table_settings, name)[-1] == (50, "first", Decimal("1.00"), 2)
 
 
-def _ref(settings: LakesyncSettings):  # type: ignore[no-untyped-def]
-    from connectors.postgres_schema import TableRef
-
+def _ref(settings: LakesyncSettings) -> TableRef:
     table = settings.tables[0]
     return TableRef(table.target_schema, table.target_table)
 
 
 def _claim(conn: psycopg.Connection, settings: LakesyncSettings, topic: str, partition: int, owner: str) -> int:
     with conn.transaction():
-        found = dict(conn.execute(*statements.claim_partitions(settings.consumer.group_id, topic, [partition], owner)))
+        found: dict[int, int] = dict(
+            conn.execute(*statements.claim_partitions(settings.consumer.group_id, topic, [partition], owner))
+        )
     return int(found[partition])
 
 
-def _batch(target: TableTarget, partition: int, first_offset: int, encoded: list, ownership: Ownership | None = None):  # type: ignore[no-untyped-def]
-    records = [Record(k, v, h, target.topic, partition, first_offset + i) for i, (k, v, h) in enumerate(encoded)]
-    batch = prepare_partition(records, [r.value() for r in records], target, TableDecoder(target.name, ["id"]))  # type: ignore[arg-type]
+def _batch(
+    target: TableTarget, partition: int, first_offset: int, encoded: list[Message], ownership: Ownership | None = None
+) -> PartitionBatch:
+    records: list[DecodedMessage] = [
+        Record(k, v, h, target.topic, partition, first_offset + i) for i, (k, v, h) in enumerate(encoded)
+    ]
+    batch = prepare_partition(records, [r.value() for r in records], target, TableDecoder(target.name, ["id"]))
     batch.ownership = ownership
     return batch

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from lakesync.config import LakesyncSettings
-
-from .conftest import delete, produce, rows, run_until_caught_up, upsert
+from tests.support.consumer_run import run_until_caught_up
+from tests.support.consumer_topics import delete, produce, rows, upsert
 
 pytestmark = pytest.mark.integration
 

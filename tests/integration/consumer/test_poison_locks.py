@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from lakesync.config import LakesyncSettings
-
-from .conftest import produce, rows, run_until_caught_up, upsert
+from tests.support.consumer_run import run_until_caught_up
+from tests.support.consumer_topics import produce, rows, upsert
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +28,7 @@ def test_a_batch_where_every_tenth_record_is_poison_isolates_them_within_bounded
     def update(k: int) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
         key, value, headers = upsert(name, k, 2, price="2.00")
         # numeric(10,2) overflows: PostgreSQL refuses the row (SQLSTATE 22003) inside the batch.
+        assert value is not None
         return key, value.replace(b'"2.00"', b'"123456789012.00"') if k % EVERY == 0 else value, headers
 
     produce(table_settings, topic, [update(k) for k in range(RECORDS)])

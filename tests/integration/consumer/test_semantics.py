@@ -10,19 +10,11 @@ from confluent_kafka import Consumer
 
 from changes import dead_letter as dlq
 from changes.type_mapping import TargetColumn
+from connectors.kafka_messages import consumed_headers
 from lakesync.config import LakesyncSettings
-
-from .conftest import (
-    COLUMNS,
-    delete,
-    make_settings,
-    produce,
-    rows,
-    run_until_caught_up,
-    tombstone,
-    upsert,
-    wait_until,
-)
+from tests.support.consumer_run import run_until_caught_up
+from tests.support.consumer_topics import COLUMNS, Message, delete, make_settings, produce, rows, tombstone, upsert
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -130,8 +122,9 @@ def test_a_poison_record_goes_to_the_dead_letter_topic_and_its_neighbours_are_ap
     """A value PostgreSQL refuses and an undecodable message are set aside with their headers."""
     name, topic = name_of(table_settings), topic_of(table_settings)
     key, value, headers = upsert(name, 13, 1, price="9.99")
+    assert value is not None
     bad_price = (key, value.replace(b'"9.99"', b'"not-a-number"'), headers)
-    garbage = (b'{"id":14}', b"{not json", [])
+    garbage: Message = (b'{"id":14}', b"{not json", [])
     produce(
         table_settings,
         topic,
@@ -163,7 +156,7 @@ def read_dead_letters(settings: LakesyncSettings, values: set[bytes | None]) -> 
         def poll() -> bool:
             for message in consumer.consume(500, 0.5):
                 if message.error() is None and message.value() in values:
-                    found[message.value()] = {k: v.decode() for k, v in message.headers() or []}
+                    found[message.value()] = {k: v.decode() for k, v in consumed_headers(message) or []}
             return len(found) == len(values)
 
         wait_until(poll, 30, "dead-letter records")
@@ -191,7 +184,7 @@ def test_a_key_that_appears_between_the_probe_and_the_copy_is_merged(
 def _malformed(name: str, shape: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """One malformed record of `shape`, made from a valid upsert of key 50 by editing its JSON."""
     key, value, headers = upsert(name, 50, 1)
-    body = json.loads(value)
+    body = json.loads(value or b"")
     if shape == "key-other-name":
         body["key"] = {"person_id": 50}
     elif shape == "key-other-count":

@@ -13,32 +13,24 @@ import urllib.error
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from connectors.consumer_position import applied_offsets
 from deploy.embedded_postgres import PostgresServer
 from deploy.processes import free_port
 from lakesync.config import LakesyncSettings
-
-from .conftest import (
-    applied_offsets,
-    create_topic,
-    make_settings,
-    produce,
-    rows,
-    running,
-    start_cli,
-    upsert,
-    wait_caught_up,
-    wait_until,
-    write_config,
-)
+from tests.support.config_file import write_config
+from tests.support.consumer_run import running, wait_caught_up
+from tests.support.consumer_topics import Message, create_topic, make_settings, produce, rows, start_cli, upsert
+from tests.support.wait import holds_for, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def backlog(name: str, keys: int, versions: int) -> tuple[list, list]:
+def backlog(name: str, keys: int, versions: int) -> tuple[list[Message], list[tuple[Any, ...]]]:
     """`versions` upserts of each key, interleaved, and the table they must end in."""
     messages = [upsert(name, k, v, name=f"k{k}v{v}") for v in range(1, versions + 1) for k in range(keys)]
     expected = [(k, f"k{k}v{versions}", Decimal("1.00"), versions) for k in range(keys)]
@@ -131,12 +123,15 @@ def test_postgres_down_for_20_seconds_the_service_recovers_alone(
             wait_until(lambda: http_status(http_port, "/readyz") == 200, 30, "/readyz 200")
             port = server.port
             server.stop()
+            down_since = time.monotonic()
             produce(outage, topic, messages[2000:])
-            time.sleep(8)
-            assert http_status(http_port, "/readyz") == 503
+            wait_until(lambda: http_status(http_port, "/readyz") == 503, 30, "/readyz 503 while PostgreSQL is down")
             assert http_status(http_port, "/healthz") == 200
-            time.sleep(12)
-            assert process.poll() is None, "the service must survive the outage"
+            # The outage lasts 20 s in all: the service lives through it (paused, retrying).
+            outage_left_s = max(0.0, 20.0 - (time.monotonic() - down_since))
+            holds_for(
+                lambda: process.poll() is None, outage_left_s, "the service alive during the outage", interval_s=1.0
+            )
             server.start()
             assert server.port == port
             wait_caught_up(outage, topic, 90)
@@ -217,7 +212,7 @@ def test_start_up_fails_fast_with_one_line(table_settings: LakesyncSettings, tmp
     )
 
     data = table_settings.model_dump()
-    data["postgres"]["password"] = table_settings.postgres.password.get_secret_value()  # type: ignore[union-attr]
+    data["postgres"]["password"] = table_settings.postgres.password.get_secret_value()  # type: ignore[union-attr]  # the session's settings carry a password
     data["kafka"]["bootstrap_servers"] = f"127.0.0.1:{free_port()}"
     no_kafka = consume(LakesyncSettings(**data))
     assert no_kafka.returncode == 10
@@ -231,15 +226,14 @@ def test_start_up_fails_fast_with_one_line(table_settings: LakesyncSettings, tmp
 
 def first_batch_after(log: Path, started_at: float, timeout_s: float) -> float:
     """Seconds from `started_at` (wall clock) until the log shows a batch applied."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for line in log.read_text().splitlines() if log.exists() else []:
-            if '"batch applied"' in line:
-                event = json.loads(line)
-                stamp = dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
-                return stamp - started_at
-        time.sleep(0.1)
-    raise AssertionError(f"no batch applied within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+
+    def applied() -> str | None:
+        lines = log.read_text().splitlines() if log.exists() else []
+        return next((line for line in lines if '"batch applied"' in line), None)
+
+    wait_until(applied, timeout_s, "a batch applied", interval_s=0.1, details=lambda: log.read_text()[-3000:])
+    event = json.loads(applied() or "")
+    return dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp() - started_at
 
 
 def test_a_consumer_killed_and_restarted_applies_again_within_ten_seconds(
@@ -311,12 +305,13 @@ def test_postgres_down_during_a_rebalance_the_member_survives_and_converges(
             produce(stays, topic, messages[2000:])
             leave.send_signal(signal.SIGTERM)
             assert leave.wait(15) == 0
-            health = []
-            until = time.monotonic() + 20
-            while time.monotonic() < until:
+            health: list[int] = []
+
+            def alive_and_probed() -> bool:
                 health.append(http_status(http_port, "/healthz"))
-                assert stay.poll() is None, "the member must survive the outage"
-                time.sleep(1)
+                return stay.poll() is None
+
+            holds_for(alive_and_probed, 20, "the member alive during the outage", interval_s=1.0)
             log = (tmp_path / "stays.log").read_text()
             assert log.count('"partitions assigned"') >= 2, "the rebalance happened during the outage"
             assert '"claiming partitions failed, retrying"' in log

@@ -30,14 +30,17 @@ from deploy.processes import free_port
 from lakesync.cli import app
 from lakesync.config import LakesyncSettings, TableMapping, load_settings
 from streaming.publisher.job import StreamJob
-from tests.support.consumer_run import run_until_caught_up, wait_until
+from tests.support.config_file import write_toml
+from tests.support.consumer_run import run_until_caught_up
 from tests.support.deploy_files import DEPLOY, ROOT, Stage, dockerfile_stages
+from tests.support.lock_files import locked_names, runtime_pins
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
 VENV_BIN = Path(sys.executable).parent
-# Import names of the distributions the consumer image leaves out (its Dockerfile's --without).
-IMPORT_NAMES = {"delta-spark": "delta", "deltalake": "deltalake", "pandas": "pandas"}
+# Import names of the distributions the consumer image leaves out (absent from its lock file).
+IMPORT_NAMES = {"pyspark": "pyspark", "delta-spark": "delta", "deltalake": "deltalake", "pandas": "pandas"}
 
 
 def image(name: str) -> Stage:
@@ -62,20 +65,6 @@ def image_env(stage: Stage, **local: str) -> dict[str, str]:
     env.update(local)
     env["PATH"] = f"{VENV_BIN}:{os.environ['PATH']}"
     return env
-
-
-def toml_config(path: Path, data: dict[str, Any]) -> Path:
-    """A TOML file from plain values (json.dumps writes valid TOML strings, numbers, arrays)."""
-    lines: list[str] = [f"{k} = {json.dumps(v)}" for k, v in data.items() if not isinstance(v, (dict, list))]
-    for section, values in data.items():
-        if isinstance(values, dict):
-            lines.append(f"[{section}]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-    for table in data.get("tables", []):
-        lines.append("[[tables]]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def base_config(stack: EmbeddedStack, table: TableMapping, *, with_password: bool) -> dict[str, Any]:
@@ -121,14 +110,12 @@ def test_consumer_image_command_starts_gets_ready_and_stops_on_sigterm(
     the packages the image installs: ready on /readyz, healthy by its HEALTHCHECK, SIGTERM -> 0."""
     stage = image("consumer")
     table = TableMapping(name=unique_name, source_path="/lake/x", target_table=unique_name, key_columns=["id"])
-    config = toml_config(tmp_path / "lakesync.toml", base_config(embedded_stack, table, with_password=False))
+    config = write_toml(tmp_path / "lakesync.toml", base_config(embedded_stack, table, with_password=False))
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "LAKESYNC_POSTGRES__PASSWORD").write_text(embedded_stack.postgres.password + "\n")
     # What the image leaves out must not be needed: imports of it fail, and no JVM can start.
-    without = next(s for s in dockerfile_stages(DEPLOY / "docker/consumer.Dockerfile") if s.name == "build")
-    excluded = without.all("RUN")[0].split("--without ")[1].split(" >")[0].split()
-    assert set(excluded) == set(IMPORT_NAMES)
+    assert runtime_pins() - locked_names(DEPLOY / "requirements/consumer.txt") == set(IMPORT_NAMES)
     guard = tmp_path / "guard"
     guard.mkdir()
     (guard / "sitecustomize.py").write_text(
@@ -153,7 +140,7 @@ def test_consumer_image_command_starts_gets_ready_and_stops_on_sigterm(
     try:
         wait_until(lambda: process.poll() is not None or http_status(port, "/readyz") == 200, 90, "/readyz 200")
         assert process.poll() is None, log_path.read_text()[-3000:]
-        health = json.loads(stage.last("HEALTHCHECK").split("CMD", 1)[1])  # type: ignore[union-attr]
+        health = json.loads(stage.last("HEALTHCHECK").split("CMD", 1)[1])  # type: ignore[union-attr]  # the consumer image has a HEALTHCHECK (tests/unit/deploy)
         probe = subprocess.run([local_executable(health[0]), *health[1:]], env=env, capture_output=True, timeout=30)
         assert probe.returncode == 0, probe.stderr
         started = time.monotonic()
@@ -175,7 +162,7 @@ def test_spark_image_command_streams_a_delta_table_once(
     source = tmp_path / "lake" / unique_name
     delta_table(spark, source, rows=5)
     table = TableMapping(name=unique_name, source_path=str(source), target_table=unique_name, key_columns=["id"])
-    config = toml_config(tmp_path / "lakesync.toml", base_config(embedded_stack, table, with_password=True))
+    config = write_toml(tmp_path / "lakesync.toml", base_config(embedded_stack, table, with_password=True))
     conf_dir = tmp_path / "spark-conf"
     conf_dir.mkdir()
     (conf_dir / "spark-defaults.conf").write_text("spark.driver.host ${env:LAKESYNC_TEST_DRIVER_HOST}\n")
@@ -239,7 +226,7 @@ def test_reconcile_cronjob_command_exits_0_in_sync_and_4_on_drift(
         topic=f"{unique_name}.changes",
     )
     data = base_config(embedded_stack, table, with_password=True) | {"state_dir": str(tmp_path / "state")}
-    config = toml_config(tmp_path / "lakesync.toml", data)
+    config = write_toml(tmp_path / "lakesync.toml", data)
     settings = load_settings(config)
     StreamJob(settings, settings.tables, once=True).run(spark)
     run_until_caught_up(settings, table.topic_name, timeout_s=120)

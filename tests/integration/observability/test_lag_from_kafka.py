@@ -14,11 +14,12 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics, producer_config
-from connectors.kafka_offsets import OffsetReader
 from deploy.processes import free_port
 from lakesync.config import LakesyncSettings
-
-from .conftest import http_get, lag_json, scrape, settings_for, wait_until, write_config
+from observability.kafka_offsets import OffsetReader
+from tests.support.config_file import write_config
+from tests.support.lag_checks import http_get, lag_json, scrape, settings_for
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +100,7 @@ def test_lag_command_statuses_and_exit_codes(backlog: LakesyncSettings, tmp_path
 
 
 def test_lag_command_prints_a_table(backlog: LakesyncSettings, tmp_path: Path) -> None:
-    from .conftest import cli
+    from tests.support.lag_checks import cli
 
     result = cli(write_config(tmp_path / "lakesync.toml", backlog), "lag", "--window", "0")
     assert result.returncode == 6, result.stderr

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,18 +18,10 @@ from deploy.processes import free_port
 from lakesync.config import LakesyncSettings
 from streaming.consumer.service import ConsumerService
 from streaming.publisher.job import StreamJob
-
-from .conftest import (
-    ARTIFACTS,
-    chromium,
-    http_get,
-    lag_json,
-    running_consumer,
-    scrape,
-    settings_for,
-    wait_until,
-    write_config,
-)
+from tests.support.config_file import write_config
+from tests.support.consumer_run import running as running_consumer
+from tests.support.lag_checks import ARTIFACTS, chromium, http_get, lag_json, scrape, settings_for
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -143,15 +134,21 @@ def _applied(line: Pipeline) -> int:
 
 def until_ok(line: Pipeline, timeout_s: float) -> dict[str, Any]:
     """`lakesync lag` (3 s window) until it says OK, as an operator would run it."""
-    deadline = time.monotonic() + timeout_s
-    seen = []
-    while time.monotonic() < deadline:
-        code, verdict = lag_json(line.config, "--window", "3", "--interval", "1")
-        seen.append((code, verdict["status"], verdict["reason"]))
-        if code == 0:
-            assert verdict["status"] == "OK"
-            return verdict
-    raise AssertionError(f"lakesync lag never said OK within {timeout_s:.0f} s: {seen[-3:]}")
+    seen: list[tuple[int, dict[str, Any]]] = []
+
+    def says_ok() -> bool:
+        seen.append(lag_json(line.config, "--window", "3", "--interval", "1"))
+        return seen[-1][0] == 0
+
+    wait_until(
+        says_ok,
+        timeout_s,
+        "lakesync lag to say OK",
+        interval_s=0,
+        details=lambda: str([(code, v["status"], v["reason"]) for code, v in seen[-3:]]),
+    )
+    assert seen[-1][1]["status"] == "OK"
+    return seen[-1][1]
 
 
 def test_lag_is_ok_running_stop_when_the_consumer_stops_and_ok_again_after_restart(pipeline: Pipeline) -> None:
@@ -187,21 +184,22 @@ def test_both_processes_export_what_the_dashboard_and_alerts_query(pipeline: Pip
     line = pipeline
     consumer = line.start_consumer()
     assert consumer.http_port is not None and line.job.observer.http_port is not None
+    consumer_port, stream_port = consumer.http_port, line.job.observer.http_port
     group, topic, table = line.settings.consumer.group_id, line.settings.tables[0].topic_name, line.name
     wait_until(
-        lambda: f'lakesync_end_to_end_latency_seconds_count{{table="{table}"}}' in scrape(consumer.http_port),
+        lambda: f'lakesync_end_to_end_latency_seconds_count{{table="{table}"}}' in scrape(consumer_port),
         60,
         "an applied batch",
     )
     wait_until(
-        lambda: f'lakesync_stream_delta_version_lag{{table="{table}"}}' in scrape(line.job.observer.http_port),
+        lambda: f'lakesync_stream_delta_version_lag{{table="{table}"}}' in scrape(stream_port),
         60,
         "the streaming job's version lag",
     )
     # The lag monitor samples every few seconds: its first sample may predate the group join.
     members = f'lakesync_consumer_group_members{{group="{group}"}}'
-    wait_until(lambda: scrape(consumer.http_port).get(members) == 1, 30, "the lag monitor to see the member")
-    consumer_metrics, stream_metrics = scrape(consumer.http_port), scrape(line.job.observer.http_port)
+    wait_until(lambda: scrape(consumer_port).get(members) == 1, 30, "the lag monitor to see the member")
+    consumer_metrics, stream_metrics = scrape(consumer_port), scrape(line.job.observer.http_port)
 
     assert consumer_metrics[f'lakesync_consumer_rows_applied_total{{op="upsert",table="{table}"}}'] >= 30
     assert consumer_metrics[f'lakesync_end_to_end_latency_seconds_count{{table="{table}"}}'] > 0
@@ -213,7 +211,7 @@ def test_both_processes_export_what_the_dashboard_and_alerts_query(pipeline: Pip
     assert stream_metrics[f'lakesync_stream_batch_duration_seconds_count{{table="{table}"}}'] > 0
 
     def version_lag_consistent() -> bool:  # the three gauges are set one after the other: rescrape
-        found = scrape(line.job.observer.http_port)  # type: ignore[arg-type]
+        found = scrape(line.job.observer.http_port)  # type: ignore[arg-type]  # the job serves HTTP here (asserted above)
         source = found[f'lakesync_stream_source_version{{table="{table}"}}']
         published = found[f'lakesync_stream_published_version{{table="{table}"}}']
         lag = found[f'lakesync_stream_delta_version_lag{{table="{table}"}}']
@@ -325,7 +323,9 @@ def _ranges(described: str) -> dict[int, tuple[int, int]]:
     return spans
 
 
-def _matches(entries: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any], tuple[int, int]]]:
+def _matches(
+    entries: Sequence[Mapping[str, Any]],
+) -> list[tuple[Mapping[str, Any], Mapping[str, Any], tuple[int, int]]]:
     """(published line, applied line, (partition, offset)) for offsets both lines name."""
     published = [e for e in entries if e.get("event") == "batch published" and e.get("offsets")]
     applied = [e for e in entries if e.get("event") == "batch applied" and e.get("offsets")]

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from lakesync.config import ColumnMapping, LakesyncSettings, LookupTable, TableMapping
-
-from .conftest import create_delta, events, read_topic
+from tests.support.stream_topics import create_delta, events, read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,8 @@ import pytest
 
 from deploy.embedded_stack import EmbeddedStack
 from lakesync.config import LakesyncSettings, TableMapping
-
-from .conftest import create_delta, delta_sql, read_topic, replay
+from tests.support.stream_topics import create_delta, delta_sql, read_topic, replay
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -82,8 +81,11 @@ def test_sigkill_mid_run_then_restart_loses_nothing(
 
 
 def _wait_for(path: Path, marker: str, job: subprocess.Popen[bytes], timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while marker not in path.read_text():
-        assert job.poll() is None, path.read_text()[-3000:]
-        assert time.monotonic() < deadline, f"no {marker} within {timeout_s} s"
-        time.sleep(0.5)
+    wait_until(
+        lambda: marker in path.read_text(),
+        timeout_s,
+        marker,
+        interval_s=0.5,
+        alive=lambda: job.poll() is None,
+        details=lambda: path.read_text()[-3000:],
+    )

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from lakesync.config import LakesyncSettings, TableMapping
+from streaming.publisher.errors import SchemaChangeError
 from streaming.publisher.job import StreamJob
-from streaming.publisher.schema_guard import SchemaChangeError
-
-from .conftest import create_delta, delta_sql, events, read_new, read_topic
+from tests.support.stream_topics import create_delta, delta_sql, events, read_new, read_topic
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -103,8 +102,4 @@ def _run(job: StreamJob, spark: Any, failure: list[BaseException]) -> None:
 
 
 def _wait_until(condition: Callable[[], bool], runner: threading.Thread, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert runner.is_alive(), "the job stopped early"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(1.0)
+    wait_until(condition, timeout_s, "the job's output", interval_s=1.0, alive=runner.is_alive)

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from connectors.consumer_position import ConsumerBehindError
+from connectors.errors import ConsumerBehindError
 from streaming.publisher.job import StreamJob
 from streaming.publisher.state_store import StateTable, stream_target
 from tests.support.consumer_run import run_until_caught_up

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ from streaming.publisher.progress import read_progress
 from streaming.publisher.state_store import stream_target
 from tests.support.consumer_run import run_until_caught_up
 from tests.support.pipeline import Pipeline
+from tests.support.wait import wait_until
 
 from .test_restart import stream_command
 
@@ -161,12 +161,12 @@ def test_stream_killed_between_two_batches_of_a_split_version_loses_nothing(
 
 def _wait_for_batch_of(log_path: Path, version: int, job: subprocess.Popen[Any], timeout_s: float = 240) -> None:
     """Until the job logged a published batch of `version` (the split commit has many more)."""
-    deadline = time.monotonic() + timeout_s
     wanted = f'"max_version": {version}'
-    while time.monotonic() < deadline:
-        text = log_path.read_text()
-        if any('"batch published"' in line and wanted in line for line in text.splitlines()):
-            return
-        assert job.poll() is None, f"stream exited early: {text[-3000:]}"
-        time.sleep(0.05)
-    raise AssertionError(f"no batch of version {version} within {timeout_s} s")
+    wait_until(
+        lambda: any('"batch published"' in line and wanted in line for line in log_path.read_text().splitlines()),
+        timeout_s,
+        f"a published batch of version {version}",
+        interval_s=0.05,
+        alive=lambda: job.poll() is None,
+        details=lambda: log_path.read_text()[-3000:],
+    )

@@ -14,8 +14,7 @@ from psycopg.types.json import Jsonb
 
 from lakesync.config import LakesyncSettings, TableMapping
 from tests.support.rich_rows import PG_COLUMNS, SCHEMA, row
-
-from .conftest import create_delta, events, read_topic
+from tests.support.stream_topics import create_delta, events, read_topic
 
 pytestmark = pytest.mark.integration
 

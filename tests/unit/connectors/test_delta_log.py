@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from connectors.delta_log import change_feed_files
 
 
 def test_a_commit_with_cdc_files_is_read_from_those_only() -> None:
-    actions = [{"commitInfo": {}}, {"add": {"dataChange": True}}, {"remove": {"dataChange": True}}, {"cdc": {}}]
+    actions: list[dict[str, Any]] = [
+        {"commitInfo": {}},
+        {"add": {"dataChange": True}},
+        {"remove": {"dataChange": True}},
+        {"cdc": {}},
+    ]
     assert change_feed_files(actions) == 1
 
 

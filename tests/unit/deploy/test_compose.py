@@ -26,7 +26,8 @@ _PINNED = re.compile(r"^(?:[\w./-]+:v?\d+\.\d+\.\d+|postgres:\d+\.\d+)(?:-[\w.-]
 
 def compose_schema() -> dict[str, Any]:
     vendored = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
-    return json.loads(vendored.read_text())
+    schema: dict[str, Any] = json.loads(vendored.read_text())
+    return schema
 
 
 def compose_validator() -> jsonschema.protocols.Validator:
@@ -75,7 +76,7 @@ def test_the_stack_has_every_service_and_two_consumer_replicas(model: dict[str, 
 
 def test_kafka_is_the_release_the_embedded_broker_runs_in_kraft_mode(model: dict[str, Any]) -> None:
     pom = (DEPLOY / "maven/kafka-broker.pom.xml").read_text()
-    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)  # type: ignore[union-attr]
+    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)  # type: ignore[union-attr]  # the file or secret is the test's own and holds it
     kafka = model["services"]["kafka"]
     assert kafka["image"] == f"apache/kafka:{version}"
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
@@ -138,7 +139,7 @@ def test_the_mounted_lakesync_config_is_valid_with_the_services_environment(
     monkeypatch.delenv("LAKESYNC_CONFIG")
     settings = load_settings(config)
     assert settings.kafka.bootstrap_servers == "kafka:9092" and settings.postgres.host == "postgres"
-    assert settings.postgres.password.get_secret_value() == "from-a-secret"  # type: ignore[union-attr]
+    assert settings.postgres.password.get_secret_value() == "from-a-secret"  # type: ignore[union-attr]  # the file or secret is the test's own and holds it
     assert settings.consumer.http_port == 9101 and settings.consumer.http_host == "0.0.0.0"
     assert settings.kafka.topic_partitions >= model["services"]["consumer"]["deploy"]["replicas"]
 

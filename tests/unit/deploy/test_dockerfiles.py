@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from deploy import healthcheck
-from tests.support.deploy_files import DEPLOY, ROOT, Stage, dockerfile_stages
+from tests.support.deploy_files import DEPLOY, ROOT, Stage, dockerfile_stages, load_script
 
 DOCKERFILES = {name: DEPLOY / f"docker/{name}.Dockerfile" for name in ("consumer", "spark")}
 # An exact release tag (major.minor.patch, maybe a variant suffix): never `latest` or a moving
@@ -103,7 +103,7 @@ def test_spark_image_runs_spark_submit_with_the_lakesync_driver() -> None:
 
 def test_spark_jars_come_from_the_same_pom_and_plugin_as_setup() -> None:
     setup = (DEPLOY / "setup.sh").read_text()
-    plugin = re.search(r'DEPENDENCY_PLUGIN="([^"]+)"', setup).group(1)  # type: ignore[union-attr]
+    plugin = re.search(r'DEPENDENCY_PLUGIN="([^"]+)"', setup).group(1)  # type: ignore[union-attr]  # the file is the repository's own and holds it
     assert "deploy/maven/spark-jars.pom.xml" in setup and "-DincludeScope=runtime" in setup
     jars = next(s for s in dockerfile_stages(DOCKERFILES["spark"]) if s.name == "jars")
     assert jars.base.startswith("maven:") and "eclipse-temurin-17" in jars.base
@@ -115,13 +115,13 @@ def test_spark_jars_come_from_the_same_pom_and_plugin_as_setup() -> None:
     assert final("spark").env()["SPARK_HOME"] + "/jars/" == site_jars
 
 
-def test_both_images_install_the_pinned_versions_of_pyproject() -> None:
-    for name in DOCKERFILES:
+def test_both_images_install_their_lock_file_with_hashes_then_lakesync_without_dependencies() -> None:
+    for name, lock in (("consumer", "consumer.txt"), ("spark", "runtime.txt")):
         build = next(s for s in dockerfile_stages(DOCKERFILES[name]) if s.name == "build")
         (run,) = build.all("RUN")
-        assert "deploy/docker/requirements.py pyproject.toml" in run and "--requirement /tmp/requirements.txt" in run
+        assert f"--require-hashes --requirement deploy/requirements/{lock}" in run
         assert "--no-deps /wheels/lakesync-0.1.0-py3-none-any.whl" in run
-    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)  # type: ignore[union-attr]
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)  # type: ignore[union-attr]  # the file is the repository's own and holds it
     assert version == "0.1.0", "the wheel name in both Dockerfiles follows the project version"
 
 
@@ -140,11 +140,7 @@ def test_dockerignore_lets_through_exactly_what_the_images_copy() -> None:
 
 
 def test_requirements_script_drops_only_the_named_distributions() -> None:
-    sys.path.insert(0, str(DEPLOY / "docker"))
-    try:
-        import requirements  # deploy/docker/requirements.py
-    finally:
-        sys.path.pop(0)
+    requirements = load_script(DEPLOY / "docker/requirements.py")
     pinned = requirements.runtime_requirements(ROOT / "pyproject.toml", {"delta-spark", "pandas", "pyarrow"})
     names = {requirements.distribution_name(r) for r in pinned}
     assert {"pyspark", "psycopg", "confluent-kafka"} <= names and not {"delta-spark", "pandas", "pyarrow"} & names

@@ -139,9 +139,9 @@ def test_configmap_config_is_valid_lakesync_configuration() -> None:
 
 
 def _pod_spec(document: dict[str, Any]) -> dict[str, Any]:
-    if document["kind"] == "CronJob":
-        return document["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    return document["spec"]["template"]["spec"]
+    template = document["spec"]["jobTemplate"]["spec"] if document["kind"] == "CronJob" else document["spec"]
+    spec: dict[str, Any] = template["template"]["spec"]
+    return spec
 
 
 def test_spark_pods_run_the_spark_image_with_its_conf_secrets_and_state() -> None:

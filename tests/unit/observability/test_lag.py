@@ -66,7 +66,7 @@ class TestPartitionRules:
 
     def test_stop_even_from_a_single_sample(self) -> None:
         """`lakesync lag --window 0` still tells a stopped consumer."""
-        assert evaluate_partition(series((None, 30), owned=False))[0] is Status.STOP  # type: ignore[arg-type]
+        assert evaluate_partition(series((None, 30), owned=False))[0] is Status.STOP  # type: ignore[arg-type]  # a sample without its log end, which the evaluation must survive
 
     def test_stall_when_owned_but_the_offset_does_not_move(self) -> None:
         status, reason = evaluate_partition(series((10, 20), (10, 20), (10, 25)))
@@ -148,7 +148,7 @@ class TestWindow:
     def test_json_names_statuses_and_lags(self) -> None:
         window = LagWindow(window_s=10, history_s=30, tables={"t.a": "a"})
         window.add(group(100.0, {("t.a", 0): part(4, 10, ts=90.0, owned=False)}, members=0, dlq=2))
-        body = window.evaluate().to_json()  # type: ignore[union-attr]
+        body = window.evaluate().to_json()  # type: ignore[union-attr]  # a window holding samples has a verdict
         assert body["status"] == "STOP" and body["members"] == 0 and body["dead_letter_records"] == 2
         assert body["offset_lag"] == 6 and body["time_lag_s"] == 10.0
         assert body["partitions"][0] == {

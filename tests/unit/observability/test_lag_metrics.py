@@ -6,15 +6,17 @@ import uuid
 
 from prometheus_client import REGISTRY
 
-from observability.lag import GroupSample, LagWindow, PartitionSample
+from observability.lag import GroupLag, GroupSample, LagWindow, PartitionSample
 from observability.lag_metrics import LagExporter
 from streaming.publisher.metrics import version_lag
 
 
-def verdict(group: str, parts: dict[tuple[str, int], PartitionSample], members: int = 1):  # type: ignore[no-untyped-def]
+def verdict(group: str, parts: dict[tuple[str, int], PartitionSample], members: int = 1) -> GroupLag:
     window = LagWindow(window_s=10, history_s=10)
     window.add(GroupSample(100.0, group, members, parts, dead_letter_records=3))
-    return window.evaluate()
+    lag = window.evaluate()
+    assert lag is not None  # a window holding a sample has a verdict
+    return lag
 
 
 def value(name: str, **labels: str) -> float | None:

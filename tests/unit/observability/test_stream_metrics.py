@@ -32,7 +32,7 @@ def test_every_row_read_lands_in_one_outcome_and_failures_are_counted() -> None:
         for o in ("collapsed", "noop", "upsert", "delete", "stale", "quarantined")
     }
     assert outcomes == {"collapsed": 4, "noop": 2, "upsert": 8, "delete": 2, "stale": 2, "quarantined": 2}
-    assert sum(outcomes.values()) == value("lakesync_stream_rows_read_total", table=name) == 20
+    assert sum(v or 0.0 for v in outcomes.values()) == value("lakesync_stream_rows_read_total", table=name) == 20
     assert value("lakesync_stream_batches_total", table=name) == 2
     assert value("lakesync_stream_batch_duration_seconds_count", table=name) == 2
     assert value("lakesync_stream_batch_duration_seconds_sum", table=name) == 1.4

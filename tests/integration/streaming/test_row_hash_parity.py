@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pyspark.sql import types as T
 
-from changes.row_hash import row_hash, row_hash_column
+from changes.row_hash import row_hash
+from streaming.publisher.row_hash_spark import row_hash_column
 
 pytestmark = pytest.mark.integration
 

@@ -34,10 +34,8 @@ def test_each_error_class_has_its_documented_exit_code(error: BaseException, cod
 
 
 def test_errors_of_other_packages_are_classified_by_type() -> None:
-    from changes.type_mapping import UnsupportedTypeError
-    from connectors.postgres import PostgresUnavailableError
-    from streaming.publisher.schema_guard import SchemaChangeError
-    from streaming.publisher.source import SourceError
+    from connectors.errors import PostgresUnavailableError, UnsupportedTypeError
+    from streaming.publisher.errors import SchemaChangeError, SourceError
 
     assert exit_code(SchemaChangeError("x")) == 3
     assert exit_code(SourceError("x")) == 12 and exit_code(UnsupportedTypeError("x")) == 12

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streaming.publisher.table_lock import TableBusyError, TableLock
+from streaming.publisher.errors import TableBusyError
+from streaming.publisher.table_lock import TableLock
 
 
 def test_second_holder_is_refused_naming_the_first(tmp_path: Path) -> None:

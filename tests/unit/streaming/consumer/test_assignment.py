@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lakesync.config import load_settings
 from streaming.consumer.assignment import Assignment
 from streaming.consumer.service import consumer_config, group_instance_id
@@ -17,8 +19,8 @@ def test_a_partition_is_read_only_once_claimed_and_batches_follow_each_other() -
     assert list(assignment.claimed(request, {0: 5, 1: 0})) == [(TP0, 5), (TP1, 0)]
     first = assignment.take(TP0, 10)
     second = assignment.take(TP0, 12)
-    assert (first.expected_offset, second.expected_offset) == (5, 10)  # type: ignore[union-attr]
-    assert first.token == second.token == request.token  # type: ignore[union-attr]
+    assert (first.expected_offset, second.expected_offset) == (5, 10)  # type: ignore[union-attr]  # take() returns the ownership of a claimed partition
+    assert first.token == second.token == request.token  # type: ignore[union-attr]  # take() returns the ownership of a claimed partition
 
 
 def test_claiming_again_retires_the_old_token_and_ignores_its_late_result() -> None:
@@ -39,7 +41,7 @@ def test_a_revoked_partition_forgets_its_claim() -> None:
     assert TP0 not in assignment and list(assignment.claimed(request, {0: 1})) == []
 
 
-def test_static_membership_defaults_to_the_host_name_and_can_be_turned_off(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_static_membership_defaults_to_the_host_name_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("socket.gethostname", lambda: "pod-7")
     settings = load_settings(None)
     assert group_instance_id(settings, []) == "pod-7"

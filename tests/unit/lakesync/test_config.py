@@ -153,7 +153,7 @@ def test_secret_files_set_nested_keys_below_the_environment(tmp_path: Path, monk
     assert settings.kafka.sasl_password is not None and settings.kafka.sasl_password.get_secret_value() == "k-pass"
 
     monkeypatch.setenv("LAKESYNC_POSTGRES__PASSWORD", "from-env")
-    assert load_settings(config).postgres.password.get_secret_value() == "from-env"  # type: ignore[union-attr]
+    assert load_settings(config).postgres.password.get_secret_value() == "from-env"  # type: ignore[union-attr]  # the test set the password
 
 
 def test_a_misspelt_secret_file_is_a_configuration_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

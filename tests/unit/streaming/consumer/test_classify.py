@@ -7,7 +7,7 @@ import pytest
 from psycopg import errors
 from psycopg_pool import PoolTimeout
 
-from changes.envelope import EnvelopeError
+from changes.errors import EnvelopeError
 from streaming.consumer.classify import Failure, classify
 from streaming.consumer.errors import DeadLetterDeliveryError, UnconvertibleValueError
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from changes.type_mapping import TargetColumn
+from connectors.errors import SchemaMismatchError
 from connectors.postgres_schema import (
     ExistingTable,
-    SchemaMismatchError,
+    TablePlan,
     TableRef,
     _column_definition,
     allowed_type,
@@ -15,7 +18,8 @@ from connectors.postgres_schema import (
     plan_table,
     tombstone_table_name,
 )
-from lakesync.config import ConfigError, load_settings
+from lakesync.config import load_settings
+from lakesync.errors import ConfigError
 from streaming.consumer import statements
 from streaming.consumer.decode import Shape
 
@@ -24,7 +28,7 @@ COLUMNS = [TargetColumn("id", "bigint"), TargetColumn("name", "text"), TargetCol
 BOOKKEEPING = {"_lakesync_version": "bigint", "_lakesync_commit_ts": "timestamptz"}
 
 
-def plan(existing: ExistingTable | None, columns=COLUMNS, **flags):  # type: ignore[no-untyped-def]
+def plan(existing: ExistingTable | None, columns: Sequence[TargetColumn] = COLUMNS, **flags: bool) -> TablePlan:
     options = {"auto_create": True, "add_columns": True, **flags}
     return plan_table(existing, columns, ["id"], ref=REF, name="people", **options)
 

@@ -27,7 +27,7 @@ def test_a_facility_repeats_once_per_interval_and_says_how_many_it_held_back(cap
     bridge.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#producer-1", "Connection refused")
     first, second = lines(caplog)
     assert first.getMessage() == "Connection refused" and not hasattr(first, "held_back")
-    assert second.held_back == 49  # type: ignore[attr-defined]
+    assert second.held_back == 49  # type: ignore[attr-defined]  # the bridge adds these fields to its log records (extra=)
 
 
 def test_facilities_and_clients_are_limited_separately(caplog: pytest.LogCaptureFixture) -> None:
@@ -35,7 +35,7 @@ def test_facilities_and_clients_are_limited_separately(caplog: pytest.LogCapture
     bridge = KafkaLogBridge(interval_s=60)
     for facility, client in [("FAIL", "a"), ("FAIL", "b"), ("ERROR", "a"), ("FAIL", "a")]:
         bridge.log(logging.ERROR, "%s [%s] %s", facility, client, "x")
-    assert [(r.facility, r.client) for r in lines(caplog)] == [("FAIL", "a"), ("FAIL", "b"), ("ERROR", "a")]  # type: ignore[attr-defined]
+    assert [(r.facility, r.client) for r in lines(caplog)] == [("FAIL", "a"), ("FAIL", "b"), ("ERROR", "a")]  # type: ignore[attr-defined]  # the bridge adds these fields to its log records (extra=)
 
 
 def test_failures_librdkafka_retries_are_warnings_and_quiet_bridges_say_everything_at_debug(
@@ -62,6 +62,6 @@ def test_a_real_client_against_a_closed_port_logs_one_line_not_hundreds(
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
         producer.poll(0.1)
-    failures = [r for r in lines(caplog) if r.facility == "FAIL"]  # type: ignore[attr-defined]
+    failures = [r for r in lines(caplog) if r.facility == "FAIL"]  # type: ignore[attr-defined]  # the bridge adds these fields to its log records (extra=)
     assert len(failures) == 1 and failures[0].levelno == logging.WARNING
     assert "%3|" not in capfd.readouterr().err  # librdkafka's own stderr format

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import types as T
 
-from changes.type_mapping import TargetColumn, UnsupportedTypeError, pg_type, target_columns
+from changes.type_mapping import TargetColumn
+from connectors.errors import UnsupportedTypeError
+from connectors.spark_types import pg_type, target_columns
 
 
 @pytest.mark.parametrize(

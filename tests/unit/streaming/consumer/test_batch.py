@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import pytest
 
@@ -18,13 +20,14 @@ from streaming.consumer.batch import (
     IS_REPAIR,
     MESSAGE_INDEX,
     VERSION,
+    PartitionBatch,
     Refused,
     TableTarget,
     decode_each,
     isolate_poison,
     prepare_partition,
 )
-from streaming.consumer.decode import TableDecoder
+from streaming.consumer.decode import Message, TableDecoder
 
 from .test_decode import FakeMessage
 
@@ -60,13 +63,14 @@ def tombstone(key: int, version: int, offset: int, repair: bool = False) -> Fake
     return FakeMessage(f'{{"id":{key}}}'.encode(), None, headers, t=TOPIC, o=offset)
 
 
-def prepare(messages: list[FakeMessage]):  # type: ignore[no-untyped-def]
-    return prepare_partition(messages, [m.value() for m in messages], TARGET, TableDecoder("people", ["id"]))  # type: ignore[arg-type]
+def prepare(messages: list[FakeMessage]) -> PartitionBatch:
+    consumed: list[Message] = list(messages)
+    return prepare_partition(consumed, [m.value() for m in messages], TARGET, TableDecoder("people", ["id"]))
 
 
-def staged(groups) -> dict[int, dict]:  # type: ignore[no-untyped-def]
+def staged(groups: Iterable[Any]) -> dict[int, dict[str, Any]]:
     """key → the staged row (values and trailer), over every group of a batch."""
-    found = {}
+    found: dict[int, dict[str, Any]] = {}
     for group in groups:
         rows = group.rows if hasattr(group, "rows") else group[1]
         for row in rows.to_pylist():
@@ -134,8 +138,8 @@ def test_the_columnar_decoder_stages_what_the_message_by_message_one_stages(seed
     """Same survivors, same staged values and trailer, on random mixes of upserts, deletes, tombstones, repairs."""
     messages = _random_batch(random.Random(seed), 60)
     decoder = TableDecoder("people", ["id"])
-    fast = columnar.decode(messages, [m.value() for m in messages], decoder)  # type: ignore[arg-type]
-    slow, rejected, kept = decode_each(messages, TARGET, decoder)  # type: ignore[arg-type]
+    fast = columnar.decode(messages, [m.value() for m in messages], decoder)
+    slow, rejected, kept = decode_each(messages, TARGET, decoder)
     assert fast is not None and not rejected
     assert staged(fast.groups) == staged(slow) and fast.kept == kept
 
@@ -145,16 +149,16 @@ def test_compaction_keeps_what_latest_per_key_keeps(seed: int) -> None:
     """The columnar compaction is changes.collapse.latest_per_key over (version, rank), ties to the later offset."""
     messages = _random_batch(random.Random(100 + seed), 80)
     decoder = TableDecoder("people", ["id"])
-    fast = columnar.decode(messages, [m.value() for m in messages], decoder)  # type: ignore[arg-type]
+    fast = columnar.decode(messages, [m.value() for m in messages], decoder)
     assert fast is not None
-    decoded = [(decoder.decode(m), i) for i, m in enumerate(messages)]  # type: ignore[arg-type]
+    decoded = [(decoder.decode(m), i) for i, m in enumerate(messages)]
     expected = latest_per_key(decoded, key=lambda d: d[0][0], order=lambda d: d[0][1])
     assert {k: r[MESSAGE_INDEX] for k, r in staged(fast.groups).items()} == {d[0][0][0]: d[1] for d in expected}
 
 
-def _edited(edit) -> FakeMessage:  # type: ignore[no-untyped-def]
+def _edited(edit: Callable[[dict[str, Any]], object]) -> FakeMessage:
     message = upsert(9, 1, 1)
-    body = json.loads(message.v)  # type: ignore[arg-type]
+    body = json.loads(message.v or b"")
     edit(body)
     message.v = json.dumps(body).encode()
     return message
@@ -174,11 +178,11 @@ def _edited(edit) -> FakeMessage:  # type: ignore[no-untyped-def]
     ],
     ids=["nan-float", "second-schema", "unknown-field", "key-disagrees", "version-2", "list-key", "two-lines", "empty"],
 )
-def test_an_irregular_batch_is_decoded_message_by_message(irregular) -> None:  # type: ignore[no-untyped-def]
+def test_an_irregular_batch_is_decoded_message_by_message(irregular: Callable[[], FakeMessage]) -> None:
     """Whatever the columnar decoder does not vouch for goes through decode.py, record by record."""
     messages = [upsert(1, 1, 0), irregular(), upsert(2, 1, 2)]
     decoder = TableDecoder("people", ["id"])
-    assert columnar.decode(messages, [m.value() for m in messages], decoder) is None  # type: ignore[arg-type]
+    assert columnar.decode(messages, [m.value() for m in messages], decoder) is None
     batch = prepare(messages)
     assert {1, 2} <= set(staged(batch.groups))
 
@@ -199,7 +203,7 @@ def test_bisection_isolates_every_bad_item_and_applies_the_rest() -> None:
     """Halves are applied recursively; only single refused items are reported."""
     applied: list[list[int]] = []
 
-    def attempt(part):  # type: ignore[no-untyped-def]
+    def attempt(part: Sequence[int]) -> int | Refused:
         if any(item in (3, 11) for item in part):
             return Refused(ValueError(f"bad in {list(part)}"))
         applied.append(list(part))

@@ -24,18 +24,15 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from connectors.kafka_messages import topic_partition
 from lakesync.config import KafkaSettings
-from lakesync.errors import LakesyncError
+from observability.errors import OffsetsUnavailableError
 from observability.lag import GroupSample, PartitionSample
 
 Partition = tuple[str, int]
 
 # Ownership is unknown while a group moves partitions between members.
 _REBALANCING = {ConsumerGroupState.PREPARING_REBALANCING, ConsumerGroupState.COMPLETING_REBALANCING}
-
-
-class OffsetsUnavailableError(LakesyncError):
-    """Kafka did not answer the offset or group requests in time."""
 
 
 class OffsetReader:
@@ -183,7 +180,7 @@ class RecordTimestamps:
                 message = consumer.poll(0.2)
                 if message is None:
                     continue
-                tp = (message.topic(), message.partition())
+                tp = topic_partition(message)
                 error = message.error()
                 if error is not None and error.code() != KafkaError._PARTITION_EOF:
                     continue

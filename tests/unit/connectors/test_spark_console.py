@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from connectors import spark_console
@@ -26,6 +29,16 @@ def event(level: str, message: str, **extra: str) -> bytes:
     return (json.dumps({"level": level, "logger": "org.apache.spark.X", "message": message, **extra}) + "\n").encode()
 
 
+@pytest.fixture
+def every_level() -> Iterator[None]:
+    """DEBUG lines reach capture_logs whatever level an earlier test configured logging at."""
+    previous = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(**previous)
+
+
+@pytest.mark.usefixtures("every_level")
 def test_log4j_events_keep_their_level_and_other_output_goes_to_debug() -> None:
     output = io.BytesIO(
         b"WARNING: Using incubator modules: jdk.incubator.vector\n"

@@ -1,4 +1,4 @@
-"""Helpers for the observability tests: a config file for the CLI, HTTP, the consumer in a thread,
+"""Observability tests' helpers: settings with quick lag sampling, the CLI, HTTP and metrics,
 and a headless Chromium."""
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from lakesync.config import LakesyncSettings
-from tests.support.consumer_run import running as running_consumer  # noqa: F401  (for the tests)
-from tests.support.consumer_run import wait_until  # noqa: F401  (here and for the tests)
 
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 # Chromium on a closed network: no sandbox as root, and none of its background traffic.
 CHROMIUM_FLAGS = (
     "--headless",
@@ -49,23 +47,6 @@ def settings_for(
     for section, values in sections.items():
         data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
     return LakesyncSettings(**data)
-
-
-def write_config(path: Path, settings: LakesyncSettings) -> Path:
-    """A TOML file with these settings, for the CLI in a subprocess."""
-    data = settings.model_dump(mode="json", exclude={"state_dir"})
-    data["postgres"]["password"] = settings.postgres.password.get_secret_value() if settings.postgres.password else None
-    lines = [f"state_dir = {json.dumps(str(settings.state_dir))}"]
-    for section in ("kafka", "postgres", "consumer", "lag", "stream"):
-        lines.append(f"[{section}]")
-        lines += [
-            f"{k} = {json.dumps(v)}" for k, v in data[section].items() if v is not None and not isinstance(v, dict)
-        ]
-    for table in data["tables"]:
-        lines.append("[[tables]]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items() if v is not None and v != []]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def cli(config: Path, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -7,10 +7,12 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from changes.envelope import ChangeEvent, EnvelopeError, Op, decode_event, decode_value, encode_event, tombstone_headers
+from changes.envelope import ChangeEvent, Op, decode_event, decode_value, encode_event, tombstone_headers
+from changes.errors import EnvelopeError
 from changes.type_mapping import TargetColumn
 from streaming.consumer.decode import KEY, ORDER, ROW, SHAPE, TableDecoder
 
@@ -66,7 +68,7 @@ class FakeMessage:
         return self.o
 
 
-def event(op: Op = Op.UPSERT, version: int = 3, batch_id: int = 5, after: dict | None = None) -> ChangeEvent:
+def event(op: Op = Op.UPSERT, version: int = 3, batch_id: int = 5, after: dict[str, Any] | None = None) -> ChangeEvent:
     return ChangeEvent(
         op=op,
         table="people",
@@ -93,11 +95,11 @@ def test_upsert_values_are_the_json_text_postgres_reads_and_match_decode_event()
     assert next(c.name for c in shape.columns) == "id" and shape.key_count == 1
     staged = dict(zip((c.name for c in shape.columns), change[ROW], strict=False))
     assert staged["price"] == "12.50" and staged["ratio"] == "NaN" and staged["day"] == "2026-01-02"
-    assert base64.b64decode(staged["raw"]) == reference.after["raw"]  # type: ignore[index]
+    assert base64.b64decode(staged["raw"]) == reference.after["raw"]  # type: ignore[index]  # the reference is an upsert: it has an after-image
     assert json.loads(staged["tags"]) == {"a": [1]}
     for column in COLUMNS:
         if column.name not in ("ratio", "raw"):
-            assert decode_value(staged[column.name], column.pg_type) == reference.after[column.name]  # type: ignore[index]
+            assert decode_value(staged[column.name], column.pg_type) == reference.after[column.name]  # type: ignore[index]  # the reference is an upsert: it has an after-image
     assert change[KEY] == (7,) and change[ORDER] == (3, 1)
     assert change[ROW][-4:] == (3, "2026-01-02T00:00:00.000000Z", False, False)
 
@@ -170,18 +172,19 @@ def test_wrong_table_null_key_and_tombstone_without_headers_are_poison() -> None
     with pytest.raises(EnvelopeError, match="orders"):
         decoder.decode(message(other))
     null_key = message(event())
-    null_key.v = null_key.v.replace(b'"key":{"id":7}', b'"key":{"id":null}')  # type: ignore[union-attr]
+    null_key.v = null_key.v.replace(b'"key":{"id":7}', b'"key":{"id":null}')  # type: ignore[union-attr]  # an upsert message has a value
     with pytest.raises(EnvelopeError, match="null"):
         decoder.decode(null_key)
     with pytest.raises(EnvelopeError):
         decoder.decode(FakeMessage(b'{"id":7}', None, []))
 
 
-def body_of(ev: ChangeEvent) -> dict:
-    return json.loads(encode_event(ev)[1])
+def body_of(ev: ChangeEvent) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(encode_event(ev)[1])
+    return body
 
 
-def with_body(body: dict) -> FakeMessage:
+def with_body(body: dict[str, Any]) -> FakeMessage:
     return FakeMessage(b'{"id":7}', json.dumps(body).encode(), [])
 
 
@@ -190,7 +193,7 @@ def with_body(body: dict) -> FakeMessage:
     [({"person_id": 7}, ["id"]), ({"id": 7, "extra": 1}, ["id"]), ({"id": 7}, ["id", "name"])],
     ids=["other-name", "more-columns", "fewer-columns"],
 )
-def test_a_key_with_other_columns_than_the_mapping_is_a_poison_record(key: dict, mapping: list[str]) -> None:
+def test_a_key_with_other_columns_than_the_mapping_is_a_poison_record(key: dict[str, Any], mapping: list[str]) -> None:
     """Keyed differently from key_columns: that record is dead-lettered, the service keeps going."""
     body = body_of(event())
     body["key"] = key
