@@ -163,7 +163,9 @@ class S3Server:
 
     def _create_bucket(self, timeout_s: float) -> None:
         """`s3.bucket.create` in `weed shell`, retried while the filer is still starting."""
-        command = [str(weed_executable()), "shell", f"-master=127.0.0.1:{self.internal_ports['master']}"]
+        # SeaweedFS addresses name the gRPC port after a dot when it is not the HTTP port + 10000.
+        master = f"127.0.0.1:{self.internal_ports['master']}.{self.internal_ports['master.grpc']}"
+        command = [str(weed_executable()), "shell", f"-master={master}"]
         script = f"s3.bucket.create -name {BUCKET}\ns3.bucket.list\n"
         deadline = time.monotonic() + timeout_s
         while True:
@@ -179,7 +181,7 @@ class S3Server:
 
 def _lists_bucket(shell_output: str) -> bool:
     """`s3.bucket.list` prints one bucket a line, its name first."""
-    return any(line.strip().split(" ")[0].rstrip(":") == BUCKET for line in shell_output.splitlines())
+    return any(line.split()[:1] == [BUCKET] for line in shell_output.splitlines())
 
 
 def _write_private(path: Path, text: str) -> None:

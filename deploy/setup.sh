@@ -125,8 +125,10 @@ ensure_executor_env() {
   "$VENV/bin/python" "$ROOT/deploy/docker/requirements.py" "$ROOT/pyproject.toml" > "$build/requirements.txt"
   PYTHONWARNINGS=ignore "$build/bin/python" -m pip install -q -r "$build/requirements.txt"
   rm -rf "$build"/lib/python*/site-packages/pyspark/jars
-  "$VENV/bin/venv-pack" -q -p "$build" -o "$out.tmp.$$"
-  mv "$out.tmp.$$" "$out"
+  # venv-pack picks the format from the name: the partial file must end in .tar.gz too.
+  "$VENV/bin/venv-pack" -q -p "$build" -o "$CACHE/pyenv/partial.$$.tar.gz"
+  chmod 644 "$CACHE/pyenv/partial.$$.tar.gz"
+  mv "$CACHE/pyenv/partial.$$.tar.gz" "$out"
   rm -rf "$build"
 }
 
