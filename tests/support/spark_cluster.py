@@ -113,6 +113,8 @@ class SparkCluster:
             "SPARK_HOME": str(SPARK_HOME),
             "SPARK_LOCAL_IP": "127.0.0.1",
             "SPARK_DAEMON_MEMORY": "256m",
+            # A worker that dies is declared lost after 10 s instead of 60 s.
+            "SPARK_MASTER_OPTS": "-Dspark.worker.timeout=10",
             "SPARK_LOG_DIR": str(self.home),
             "SPARK_WORKER_DIR": str(self.home / name),
         }
@@ -143,6 +145,11 @@ CLUSTER_CONF = [
     "spark.cores.max=2",
     "--conf",
     "spark.ui.enabled=false",
+    # Everything stays on loopback: the driver listens and advertises itself there.
+    "--conf",
+    "spark.driver.host=127.0.0.1",
+    "--conf",
+    "spark.driver.bindAddress=127.0.0.1",
     "--driver-memory",
     "1g",
 ]

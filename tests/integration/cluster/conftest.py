@@ -101,7 +101,12 @@ def cluster_job(
         secrets_dir = tmp_path / "secrets"
         secrets = _write_secrets(settings, secrets_dir)
         config = _write_config(settings, tmp_path / "lakesync.toml")
-        env = {**os.environ, "LAKESYNC_CONFIG": str(config), "LAKESYNC_SECRETS_DIR": str(secrets_dir)}
+        env = {
+            **os.environ,
+            "LAKESYNC_CONFIG": str(config),
+            "LAKESYNC_SECRETS_DIR": str(secrets_dir),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+        }
         jars, s3a = spark_jars(settings.spark.jars_dir), s3a_jars_dir(settings.s3.jars_dir)
 
         def command(args: list[str]) -> list[str]:
