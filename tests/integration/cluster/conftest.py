@@ -132,9 +132,9 @@ def _write_secrets(settings: LakesyncSettings, directory: Path) -> list[str]:
 def _write_config(settings: LakesyncSettings, path: Path) -> Path:
     """The TOML file of the job: everything but the secrets (they come from the files)."""
     data = settings.model_dump(mode="json", exclude={"lag"})
-    lines = [f"state_dir = {json.dumps(data.pop('state_dir'))}"]
     tables = data.pop("tables")
-    for section, values in data.items():
+    lines = [f"{k} = {json.dumps(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for section, values in [(k, v) for k, v in data.items() if isinstance(v, dict)]:
         lines.append(f"[{section}]")
         lines += [
             f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None and v != {} and v != "**********"
