@@ -113,8 +113,6 @@ class SparkCluster:
             "SPARK_HOME": str(SPARK_HOME),
             "SPARK_LOCAL_IP": "127.0.0.1",
             "SPARK_DAEMON_MEMORY": "256m",
-            # A worker that dies is declared lost after 10 s instead of 60 s.
-            "SPARK_MASTER_OPTS": "-Dspark.worker.timeout=10",
             "SPARK_LOG_DIR": str(self.home),
             "SPARK_WORKER_DIR": str(self.home / name),
         }

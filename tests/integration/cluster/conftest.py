@@ -69,6 +69,8 @@ class ClusterJob:
                 os.killpg(job.pid, 9)
         output = log.read_text(errors="replace")
         assert not [s for s in self.secrets if s in output], f"a secret reached the output of {args}"
+        if code not in (0, 4):
+            print(f"lakesync {' '.join(args)} exited {code}; last lines of {log}:\n{output[-3000:]}")
         return code
 
 
