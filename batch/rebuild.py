@@ -54,8 +54,8 @@ from streaming.publisher.mapping import PROBLEM
 from streaming.publisher.partition_publisher import TALLY_SCHEMA, PartitionPublisher, sum_tallies
 from streaming.publisher.progress import ensure_progress_table, reset_progress
 from streaming.publisher.seed import load_state, snapshot_rows
-from streaming.publisher.state_dir import reset_stream_files, table_state_dir
-from streaming.publisher.state_store import StateTable, ensure_state_table
+from streaming.publisher.state_dir import reset_stream_files
+from streaming.publisher.state_store import StateTable, ensure_state_table, stream_target
 from streaming.publisher.table_lock import TableLock
 
 if TYPE_CHECKING:
@@ -84,8 +84,7 @@ def rebuild(
     spark: SparkSession, settings: LakesyncSettings, table: TableMapping, *, version: int | None = None
 ) -> RebuildResult:
     started = time.monotonic()
-    state = table_state_dir(settings, table)
-    with TableLock(state, table.name, "rebuilding"):
+    with TableLock(settings.postgres, stream_target(table), table.name, "rebuilding") as lock:
         pinned = pin(spark, table, version)
         live = TableRef(table.target_schema, table.target_table)
         shadow = TableRef(table.target_schema, side_name(table.target_table, "rebuild"))
@@ -95,11 +94,12 @@ def rebuild(
         try:
             rows, quarantined, load_s = _load_shadow(spark, settings, pinned, shadow)
             _load_shadow_state(settings, pinned, states[1])
+            lock.verify()  # a lock lost while loading: another process may own the table now
             _swap(settings, live, shadow, states, pinned.version)
         except BaseException:
             _drop(settings, shadow, states[1])
             raise
-        reset_stream_files(state, pinned.source_schema)
+        reset_stream_files(spark, settings, table, pinned.source_schema)
         log.info("stream reset", table=table.name, resumes_after_version=pinned.version)
     result = RebuildResult(table.name, str(live), pinned.version, rows, quarantined, load_s, time.monotonic() - started)
     log.info(

@@ -1,6 +1,6 @@
 """Reconcile and rebuild on TPC-H `lineitem` (composite key), next to a raw COPY of the same rows.
 
-    .venv/bin/python -m bench.reconcile_rebuild [--scales 0.1,1] [--drift 0.001]
+    .venv/bin/python -m bench.reconcile_rebuild [--scales 1,10] [--drift 0.001]
 
 Starts fresh embedded Kafka + PostgreSQL, then for each scale:
 
@@ -13,7 +13,10 @@ Starts fresh embedded Kafka + PostgreSQL, then for each scale:
 5. `lakesync reconcile --no-wait` (a subprocess): wall time, peak memory of the driver process
    and of its JVM, and whether it found exactly the injected drift.
 
-The figures replace the reconcile-rebuild section of BENCHMARKS.md.
+For each command also the CPU seconds of its JVM and of PostgreSQL (the profile: on 2 cores, where
+the time went). The figures replace the reconcile-rebuild section of BENCHMARKS.md and go to
+bench/results/reconcile_rebuild.json; the targets (reconcile of 60 M rows < 8 min, flat driver
+memory, rebuild load >= 0.6x raw COPY + primary key) are marked met or MISSED.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from bench.report import children, machine, peak_rss_kib, rss_kib, write_section
+from bench.consumer_apply import PostgresCpu, process_cpu_s
+from bench.report import children, machine, peak_rss_kib, rss_kib, write_results, write_section
 from bench.tpch import tpch_parquet
 from connectors.spark import build_spark_session
 from deploy.embedded_stack import EmbeddedStack
@@ -48,7 +52,7 @@ KEYS = ["l_orderkey", "l_linenumber"]
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", default="0.1,1", help="TPC-H scale factors, comma separated")
+    parser.add_argument("--scales", default="1,10", help="TPC-H scale factors, comma separated")
     parser.add_argument("--drift", type=float, default=0.001, help="fraction of rows to drift in PostgreSQL")
     parser.add_argument("--no-write", action="store_true", help="print the figures, leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
@@ -62,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         stack.down()
         shutil.rmtree(home, ignore_errors=True)
+    write_results("reconcile_rebuild", {"drift": args.drift, "scales": figures})
     section = render(figures, args)
     print(section)
     if not args.no_write:
@@ -116,6 +121,8 @@ def _run_cli(
         "LAKESYNC_SPARK": json.dumps({"ui_enabled": False}),
     }
     log = home / f"{args[0]}-{settings.tables[0].name}.log"
+    postgres = PostgresCpu(stack.postgres.pid)
+    pg_cpu0 = postgres.now()
     started = time.monotonic()
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -125,9 +132,15 @@ def _run_cli(
             stderr=subprocess.STDOUT,
         )
     python_peak = jvm_peak = 0
+    jvm_cpu: dict[int, float] = {}
+    memory: list[tuple[float, int]] = []  # (seconds, JVM RSS KiB): flat or growing with the rows?
     while process.poll() is None:
         python_peak = max(python_peak, peak_rss_kib(process.pid))
-        jvm_peak = max(jvm_peak, sum(rss_kib(c) for c in children(process.pid)))
+        jvms = children(process.pid)
+        jvm_rss = sum(rss_kib(c) for c in jvms)
+        jvm_peak = max(jvm_peak, jvm_rss)
+        memory.append((time.monotonic() - started, jvm_rss))
+        jvm_cpu.update({c: process_cpu_s(c) or jvm_cpu.get(c, 0.0) for c in jvms})
         time.sleep(0.2)
     if process.returncode not in ok:
         raise SystemExit(f"lakesync {args[0]} failed ({process.returncode}); see {log}:\n{log.read_text()[-3000:]}")
@@ -137,9 +150,23 @@ def _run_cli(
         "wall_s": time.monotonic() - started,
         "python_peak_mib": python_peak / 1024,
         "jvm_peak_mib": jvm_peak / 1024,
+        "jvm_rss_mib_by_quarter": _quarters(memory),
+        "jvm_cpu_s": sum(jvm_cpu.values()),
+        "postgres_cpu_s": postgres.now() - pg_cpu0,
         "exit": process.returncode,
         "log": rebuilt[-1] if rebuilt else None,
     }
+
+
+def _quarters(memory: list[tuple[float, int]]) -> list[int]:
+    """The JVM's peak RSS in each quarter of the run (MiB): flat memory stays level across them."""
+    if not memory:
+        return []
+    end = memory[-1][0] or 1.0
+    return [
+        round(max((kib for t, kib in memory if q * end / 4 <= t <= (q + 1) * end / 4), default=0) / 1024)
+        for q in range(4)
+    ]
 
 
 def _raw_copy(settings: LakesyncSettings, parquet: Path, table: str) -> dict[str, float]:
@@ -231,47 +258,87 @@ def render(figures: list[dict[str, Any]], args: argparse.Namespace) -> str:
         START,
         "## Reconcile and rebuild (`python -m bench.reconcile_rebuild`)",
         "",
-        f"{machine()}, fresh embedded Kafka + PostgreSQL, Spark `local[{os.cpu_count()}]` in a subprocess per command.",
+        (
+            f"{machine()}, fresh embedded Kafka + PostgreSQL, Spark `local[{os.cpu_count()}]` in a subprocess per "
+            "command (driver memory 2g)."
+        ),
         f"TPC-H `lineitem` (key `l_orderkey, l_linenumber`); {args.drift:.1%} of the rows drifted in PostgreSQL.",
+        "CPU s: the command's JVM and PostgreSQL (server and backends) over the command; 2 cores = 2 CPU s per second.",
         "",
         "### Reconcile (`lakesync reconcile --no-wait`)",
         "",
-        "| scale | rows | wall s | rows/s (both sides) | found = injected | driver Python peak MiB | JVM peak MiB |",
-        "|---:|---:|---:|---:|:---:|---:|---:|",
+        "| scale | rows | wall s | rows/s (both sides) | found = injected | driver Python peak MiB | JVM peak MiB | JVM RSS by quarter MiB | JVM CPU s | PostgreSQL CPU s |",
+        "|---:|---:|---:|---:|:---:|---:|---:|---|---:|---:|",
     ]
     for f in figures:
         r, counts = f["reconcile"], f["report"]["counts"]
         found = all(counts[k] == v for k, v in f["injected"].items())
         lines.append(
             f"| {f['scale']:g} | {f['rows']:,} | {r['wall_s']:.1f} | {2 * f['rows'] / r['wall_s']:,.0f} | "
-            f"{'yes' if found else 'NO'} ({sum(f['injected'].values()):,}) | {r['python_peak_mib']:.0f} | {r['jvm_peak_mib']:.0f} |"
+            f"{'yes' if found else 'NO'} ({sum(f['injected'].values()):,}) | {r['python_peak_mib']:.0f} | "
+            f"{r['jvm_peak_mib']:.0f} | {_quarters_text(r)} | {r['jvm_cpu_s']:.0f} | {r['postgres_cpu_s']:.0f} |"
         )
     lines += [
         "",
         "### Rebuild (`lakesync rebuild`) next to a raw COPY of the same rows",
         "",
-        "| scale | rows | rebuild load rows/s | rebuild wall s | raw COPY rows/s | raw COPY + primary key rows/s | rebuild / (COPY + key) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| scale | rows | rebuild load rows/s | rebuild wall s | raw COPY rows/s | raw COPY + primary key rows/s | load / (COPY + key) | wall / (COPY + key) | JVM peak MiB | JVM CPU s | PostgreSQL CPU s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for f in figures:
-        log, copy = f["rebuild"]["log"] or {}, f["copy"]
-        load_rate = log.get("rows_per_s", 0)
+        rebuild, copy = f["rebuild"], f["copy"]
+        load_rate = (rebuild["log"] or {}).get("rows_per_s", 0)
         copy_rate, keyed_rate = copy["rows"] / copy["copy_s"], copy["rows"] / copy["copy_and_key_s"]
-        rebuild_rate = f["rows"] / f["rebuild"]["wall_s"]
+        wall_rate = f["rows"] / rebuild["wall_s"]
         lines.append(
-            f"| {f['scale']:g} | {f['rows']:,} | {load_rate:,.0f} | {f['rebuild']['wall_s']:.1f} | {copy_rate:,.0f} | "
-            f"{keyed_rate:,.0f} | {rebuild_rate / keyed_rate:.2f}× (wall, incl. JVM start) |"
+            f"| {f['scale']:g} | {f['rows']:,} | {load_rate:,.0f} | {rebuild['wall_s']:.1f} | {copy_rate:,.0f} | "
+            f"{keyed_rate:,.0f} | {load_rate / keyed_rate:.2f}× | {wall_rate / keyed_rate:.2f}× | "
+            f"{rebuild['jvm_peak_mib']:.0f} | {rebuild['jvm_cpu_s']:.0f} | {rebuild['postgres_cpu_s']:.0f} |"
         )
     lines += [
         "",
         (
-            "- rebuild load rows/s: the parallel COPY into the shadow table (Spark renders CSV, "
-            "`postgres.max_spark_connections` connections); wall time adds JVM start, reading Delta, the key, "
-            "ANALYZE, the swap and the stream-state reset."
+            "- rebuild load rows/s: the parallel COPY into the shadow table (Spark reads Delta and renders CSV, "
+            "`postgres.max_spark_connections` connections); wall time adds JVM start, the quarantine check, the "
+            "key, ANALYZE, the stream state's shadow load and the swap."
         ),
+        "",
+        "### Targets",
+        "",
+        *_verdicts(figures),
         END,
     ]
     return "\n".join(lines)
+
+
+def _quarters_text(run: dict[str, Any]) -> str:
+    return " / ".join(str(q) for q in run.get("jvm_rss_mib_by_quarter", []))
+
+
+def _verdicts(figures: list[dict[str, Any]]) -> list[str]:
+    """One line per target, met or MISSED, with the figure that decides it."""
+    lines = []
+    largest = max(figures, key=lambda f: f["rows"])
+    minutes = largest["reconcile"]["wall_s"] / 60
+    if largest["rows"] >= 50_000_000:
+        verdict = "met" if minutes < 8 else "**MISSED**"
+        lines.append(f"- Reconcile of {largest['rows']:,} rows < 8 min: {verdict} ({minutes:.1f} min).")
+    smallest = min(figures, key=lambda f: f["rows"])
+    if largest is not smallest:
+        grow = {k: largest[k]["jvm_peak_mib"] / smallest[k]["jvm_peak_mib"] for k in ("reconcile", "rebuild")}
+        python = largest["reconcile"]["python_peak_mib"] / smallest["reconcile"]["python_peak_mib"]
+        flat = all(g < 1.25 for g in grow.values()) and python < 1.25
+        lines.append(
+            f"- Flat driver memory ({largest['rows'] / smallest['rows']:.0f}× the rows): {'met' if flat else '**MISSED**'} "
+            f"(JVM peak × {grow['reconcile']:.2f} reconcile, × {grow['rebuild']:.2f} rebuild; driver Python × {python:.2f})."
+        )
+    for f in figures:
+        copy = f["copy"]
+        keyed_rate = copy["rows"] / copy["copy_and_key_s"]
+        ratio = (f["rebuild"]["log"] or {}).get("rows_per_s", 0) / keyed_rate
+        verdict = "met" if ratio >= 0.6 else "**MISSED**"
+        lines.append(f"- Rebuild load ≥ 0.6× raw COPY + primary key at SF{f['scale']:g}: {verdict} ({ratio:.2f}×).")
+    return lines
 
 
 if __name__ == "__main__":

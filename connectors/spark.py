@@ -8,6 +8,12 @@ Jars come from the directory setup filled with Maven (`spark.jars`); nothing is 
 Under `spark-submit` (the Spark image, a cluster) the driver JVM is already running with the
 master, classpath and driver memory spark-submit gave it: lakesync leaves those to spark-submit
 (`--master`, `--jars` or jars baked into the image) unless the config sets `spark.master`.
+
+Object storage (`[s3]`): its settings become `spark.hadoop.fs.s3a.*`, and the S3A jars (the
+hadoop-aws jar and the AWS SDK bundle, ~700 MB) join the class path of the driver and the
+executors from the directory setup filled, never through `spark.jars`, which would copy them to
+every executor of every application. Under spark-submit the class path is spark-submit's
+(`--driver-class-path`, `spark.executor.extraClassPath`, or the jars baked into the image).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors import spark_console
-from lakesync.config import SparkSettings
+from lakesync.config import LakesyncSettings, S3Settings, SparkSettings
 from lakesync.errors import SetupError
 
 if TYPE_CHECKING:
@@ -59,10 +65,13 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def derived_conf(settings: SparkSettings, cores: int | None = None, *, submitted: bool = False) -> dict[str, str]:
+def derived_conf(
+    settings: SparkSettings, cores: int | None = None, *, submitted: bool = False, s3: S3Settings | None = None
+) -> dict[str, str]:
     """Every spark.* setting lakesync applies, before the user's `spark.conf` overrides.
 
     `submitted`: running under spark-submit, which owns the master, the jars and driver memory.
+    `s3`: object storage to reach through S3A (its jars must be where setup put them).
     """
     cores = cores or machine_cores()
     # Two tasks per core keeps both cores busy through skew without the per-task overhead
@@ -104,6 +113,8 @@ def derived_conf(settings: SparkSettings, cores: int | None = None, *, submitted
         # Spark's console logging is lakesync's: its log4j2 file, read back by spark_console.
         conf[DRIVER_JAVA_OPTIONS] = spark_console.java_options(settings.log_level)
     user_options = settings.conf.get(DRIVER_JAVA_OPTIONS)
+    if s3 is not None:
+        conf.update(s3a_conf(s3, submitted=submitted))
     conf.update(settings.conf)
     if user_options and DRIVER_JAVA_OPTIONS in conf and "log4j2.configurationFile" not in user_options:
         # The user's JVM options add to lakesync's logging setup instead of dropping it.
@@ -111,12 +122,49 @@ def derived_conf(settings: SparkSettings, cores: int | None = None, *, submitted
     return conf
 
 
-def build_spark_session(settings: SparkSettings) -> SparkSession:
-    """Create (or return the already running) SparkSession with lakesync's configuration."""
+def s3a_conf(s3: S3Settings, *, submitted: bool) -> dict[str, str]:
+    """The S3A settings, and the class path unless spark-submit set it."""
+    conf = {f"spark.hadoop.{key}": value for key, value in s3.hadoop_conf().items()}
+    if not submitted:
+        classpath = str(s3a_jars_dir(s3.jars_dir) / "*")
+        conf["spark.driver.extraClassPath"] = classpath
+        conf["spark.executor.extraClassPath"] = classpath
+    return conf
+
+
+def object_storage(settings: LakesyncSettings) -> S3Settings | None:
+    """The `[s3]` settings when the config reaches object storage (an `[s3]` key or an s3a:// location)."""
+    tables = settings.tables
+    locations = [
+        settings.state_dir,
+        *(t.source_path or "" for t in tables),
+        *(lk.path for t in tables for lk in t.lookups),
+    ]
+    if settings.s3.model_fields_set or any(location.startswith("s3a://") for location in locations):
+        return settings.s3
+    return None
+
+
+def s3a_jars_dir(jars_dir: Path) -> Path:
+    """The directory holding hadoop-aws and the AWS SDK bundle, or SetupError saying how to fetch them."""
+    names = [jar.name for jar in jars_dir.glob("*.jar")] if jars_dir.is_dir() else []
+    if not any(n.startswith("hadoop-aws-") for n in names) or not any(n.startswith("bundle-") for n in names):
+        raise SetupError(
+            f"s3.jars_dir={jars_dir} lacks the hadoop-aws and AWS SDK bundle jars; "
+            "run `bash deploy/setup.sh` (or `make setup`) to fetch them with Maven"
+        )
+    return jars_dir
+
+
+def build_spark_session(settings: SparkSettings, s3: S3Settings | None = None) -> SparkSession:
+    """Create (or return the already running) SparkSession with lakesync's configuration.
+
+    `s3`: pass the config's `[s3]` when any source, lookup or state_dir is on object storage.
+    """
     from pyspark.sql import SparkSession
 
     submitted = under_spark_submit()
-    conf = derived_conf(settings, submitted=submitted)
+    conf = derived_conf(settings, submitted=submitted, s3=s3)
     if "spark.pyspark.python" in conf:
         # In-process (local) sessions read the worker interpreter from the environment only.
         os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])

@@ -5,7 +5,10 @@
 #   2. PostgreSQL server            (Debian packages, only when missing)
 #      promtool, chromium + chromedriver for the observability tests (same)
 #   3. Python virtualenv            ($LAKESYNC_VENV, default ./.venv; from the lock files, with hashes)
-#   4. JVM jars with Maven          (deploy/maven/*.pom.xml -> $LAKESYNC_CACHE_DIR/jars/{spark,kafka,connect,connect-plugins})
+#   4. JVM jars with Maven          (deploy/maven/*.pom.xml -> $LAKESYNC_CACHE_DIR/jars/{spark,s3a,kafka,connect,connect-plugins})
+#   5. SeaweedFS (S3 server)        (built from its Go module -> $LAKESYNC_CACHE_DIR/bin/weed)
+#   6. the executors' Python        (the runtime lock file packed with venv-pack ->
+#                                    $LAKESYNC_CACHE_DIR/pyenv/executor-env-<stamp>.tar.gz)
 #
 # Nothing is downloaded at run time: Spark gets the jars through spark.jars, the embedded Kafka
 # broker runs from its own jar directory. Set LAKESYNC_SETUP_QUIET=1 to silence progress lines.
@@ -18,6 +21,9 @@ PYTHON="${PYTHON:-python3}"
 # Empty LAKESYNC_EXTRAS: the runtime dependencies only (deploy/requirements/runtime.txt).
 EXTRAS="${LAKESYNC_EXTRAS-dev,bench}"
 DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.11.0"
+# SeaweedFS publishes no semver tags: its Go module is pinned by pseudo-version (commit of 2026-11-09).
+SEAWEEDFS_MODULE="github.com/seaweedfs/seaweedfs"
+SEAWEEDFS_VERSION="v0.0.0-20261109003541-7506e5f91cd6"
 started=$SECONDS
 
 say() { [ "${LAKESYNC_SETUP_QUIET:-0}" = 1 ] || echo "[setup] $*" >&2; }
@@ -97,10 +103,54 @@ fetch_jars() {
   rm -rf "$dest"; mv "$tmp" "$dest"
 }
 
+# SeaweedFS's go.mod has a replace directive, which `go install module@version` refuses: download the
+# module and build its `weed` command inside it, where the module is the main module.
+ensure_seaweedfs() {
+  local bin="$CACHE/bin/weed"
+  if [ -x "$bin" ] && [ "$(cat "$bin.version" 2>/dev/null)" = "$SEAWEEDFS_VERSION" ]; then
+    say "seaweedfs up to date ($bin)"; return
+  fi
+  command -v go >/dev/null || apt_install golang-go
+  say "building seaweedfs $SEAWEEDFS_VERSION (a few minutes, once)"
+  local dir
+  dir="$(cd "$CACHE" && GOTOOLCHAIN=auto go mod download -json "$SEAWEEDFS_MODULE@$SEAWEEDFS_VERSION" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -n "$dir" ] || { echo "[setup] could not download $SEAWEEDFS_MODULE@$SEAWEEDFS_VERSION" >&2; exit 1; }
+  mkdir -p "$CACHE/bin"
+  (cd "$dir" && GOTOOLCHAIN=auto go build -buildvcs=false -o "$bin.tmp.$$" ./weed)
+  mv "$bin.tmp.$$" "$bin"
+  echo "$SEAWEEDFS_VERSION" > "$bin.version"
+}
+
+# What Spark executors run Python with on a cluster: the runtime lock file (with its hashes) in a venv
+# packed by venv-pack, shipped with `spark.archives` (lakesync itself travels as a wheel in
+# spark.submit.pyFiles). pyspark's jars/ are left out: executors run the cluster's own Spark JVM.
+ensure_executor_env() {
+  local lock="$ROOT/deploy/requirements/runtime.txt" stamp out build
+  stamp="$(stamp_of "$lock")"
+  out="$CACHE/pyenv/executor-env-$stamp.tar.gz"
+  if [ -f "$out" ]; then say "executor python env up to date ($out)"; return; fi
+  say "packing the executors' python env into $out"
+  mkdir -p "$CACHE/pyenv"
+  build="$CACHE/pyenv/build.$$"
+  rm -rf "$build"
+  "$PYTHON" -m venv "$build"
+  PYTHONWARNINGS=ignore "$build/bin/python" -m pip install -q --require-hashes --requirement "$lock"
+  rm -rf "$build"/lib/python*/site-packages/pyspark/jars
+  # venv-pack picks the format from the name: the partial file must end in .tar.gz too.
+  "$VENV/bin/venv-pack" -q -p "$build" -o "$CACHE/pyenv/partial.$$.tar.gz"
+  chmod 644 "$CACHE/pyenv/partial.$$.tar.gz"
+  mv "$CACHE/pyenv/partial.$$.tar.gz" "$out"
+  rm -rf "$build"
+}
+
 ensure_system_packages
 ensure_venv
 mkdir -p "$CACHE/jars"
 fetch_jars "$ROOT/deploy/maven/spark-jars.pom.xml" "$CACHE/jars/spark"
+fetch_jars "$ROOT/deploy/maven/s3a-jars.pom.xml" "$CACHE/jars/s3a"
+ensure_seaweedfs
+ensure_executor_env
 fetch_jars "$ROOT/deploy/maven/kafka-broker.pom.xml" "$CACHE/jars/kafka"
 # The consumer benchmark's reference: Kafka Connect standalone and the Debezium JDBC sink plugin.
 fetch_jars "$ROOT/deploy/maven/kafka-connect.pom.xml" "$CACHE/jars/connect"

@@ -80,12 +80,17 @@ def settings(**overrides: object) -> LakesyncSettings:
 
 
 @app.command()
-def up(home: HomeOption = Path(".lakesync/embedded")) -> None:
+def up(
+    home: HomeOption = Path(".lakesync/embedded"),
+    with_s3: Annotated[
+        bool, typer.Option("--with-s3", help="Also start an S3-compatible server (SeaweedFS) and its bucket.")
+    ] = False,
+) -> None:
     """Start the embedded Kafka broker (KRaft) and PostgreSQL server; print how to use them."""
     from deploy.embedded_stack import EmbeddedStack
 
     stack = EmbeddedStack.at(home)
-    stack.up()
+    stack.up(with_s3=with_s3)
     get_logger("lakesync.up").info("embedded services ready", **stack.status())
     typer.echo(f"export LAKESYNC_CONFIG={stack.config_file}")
 
@@ -156,7 +161,7 @@ def reconcile_command(
 
     from batch.reconcile import reconcile
     from batch.reconcile_report import print_summary
-    from connectors.spark import build_spark_session
+    from connectors.spark import build_spark_session, object_storage
     from lakesync import preflight
 
     loaded = settings()
@@ -164,7 +169,7 @@ def reconcile_command(
     # Kafka matters only to wait for the consumer or to publish repairs.
     needs = preflight.Needs(kafka=repair or not no_wait, sources=True, target="read")
     preflight.require_ready(loaded, [mapping], needs)
-    spark = build_spark_session(loaded.spark)
+    spark = build_spark_session(loaded.spark, s3=object_storage(loaded))
     result = reconcile(
         spark, loaded, mapping, version=version, wait_s=None if no_wait else wait_s, sample_size=sample, repair=repair
     )
@@ -181,13 +186,13 @@ def rebuild_command(
 ) -> None:
     """Reload a target table from the source at one version (shadow table + atomic swap)."""
     from batch.rebuild import rebuild
-    from connectors.spark import build_spark_session
+    from connectors.spark import build_spark_session, object_storage
     from lakesync import preflight
 
     loaded = settings()
     mapping = loaded.table(table)
     preflight.require_ready(loaded, [mapping], preflight.REBUILD)
-    spark = build_spark_session(loaded.spark)
+    spark = build_spark_session(loaded.spark, s3=object_storage(loaded))
     result = rebuild(spark, loaded, mapping, version=version)
     typer.echo(
         f"rebuilt {result.target} from {result.table} at Delta version {result.version}: {result.rows:,} rows "

@@ -13,10 +13,11 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -47,6 +48,15 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def default_cache_dir() -> Path:
     """Where setup puts the Maven-fetched jars; shared by every checkout on the machine."""
     return Path(os.environ.get("LAKESYNC_CACHE_DIR", Path.home() / ".cache" / "lakesync"))
+
+
+def _location_text(value: Any) -> Any:
+    """A Path (from code) becomes text; `s3a://bucket/dir` must stay a URI, which Path would mangle."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+# A local directory or a Hadoop file system URI (`s3a://bucket/dir`, `hdfs://nn/dir`).
+StorageLocation = Annotated[str, BeforeValidator(_location_text)]
 
 
 class _Section(BaseModel):
@@ -199,6 +209,46 @@ class SparkSettings(_Section):
     log_level: str = "WARN"
     # Raw spark.* settings; these win over everything lakesync derives.
     conf: dict[str, str] = Field(default_factory=dict)
+
+
+class S3Settings(_Section):
+    """Object storage reached through Hadoop's S3A connector (`s3a://` sources, lookups, state_dir).
+
+    Every value becomes a `spark.hadoop.fs.s3a.*` setting of the Spark session; the secret key is
+    revealed only there (Spark redacts it in its UI and logs). Unset credentials leave S3A's own
+    provider chain (environment, instance or pod identity) to find them.
+    """
+
+    endpoint: str | None = None  # e.g. "http://127.0.0.1:8333"; unset: AWS S3 of the region
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    # S3-compatible servers (SeaweedFS, MinIO, Ceph) serve buckets as paths, not host names.
+    path_style_access: bool = False
+    # The hadoop-aws jar and the AWS SDK bundle, fetched by setup (deploy/maven/s3a-jars.pom.xml).
+    jars_dir: Path = Field(default_factory=lambda: default_cache_dir() / "jars" / "s3a")
+
+    @model_validator(mode="after")
+    def _keys_come_in_pairs(self) -> S3Settings:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("set both access_key_id and secret_access_key, or neither")
+        return self
+
+    def hadoop_conf(self) -> dict[str, str]:
+        """The `fs.s3a.*` Hadoop settings (secret revealed): for the Spark session only."""
+        conf = {
+            "fs.s3a.endpoint.region": self.region,
+            "fs.s3a.path.style.access": str(self.path_style_access).lower(),
+        }
+        if self.endpoint is not None:
+            conf["fs.s3a.endpoint"] = self.endpoint
+            conf["fs.s3a.connection.ssl.enabled"] = str(self.endpoint.startswith("https://")).lower()
+        if self.access_key_id is not None and self.secret_access_key is not None:
+            # Only these keys: S3A must not wander to instance metadata when they are configured.
+            conf["fs.s3a.aws.credentials.provider"] = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+            conf["fs.s3a.access.key"] = self.access_key_id
+            conf["fs.s3a.secret.key"] = self.secret_access_key.get_secret_value()
+        return conf
 
 
 class ColumnMapping(_Section):
@@ -361,6 +411,9 @@ class StreamSettings(_Section):
     # Seeding the state from the target (a table's first start) waits this long for the consumer
     # group (consumer.group_id) to apply what is already on the topic, then refuses to start.
     seed_wait_s: float = Field(default=600.0, ge=0)
+    # How often the job checks that it still holds its tables' locks (PostgreSQL advisory locks
+    # on a connection of their own): a lost lock stops the job within about this long.
+    lock_check_interval_s: float = Field(default=5.0, gt=0)
 
 
 class LagSettings(_Section):
@@ -398,9 +451,11 @@ class LakesyncSettings(BaseSettings):
     stream: StreamSettings = Field(default_factory=StreamSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     lag: LagSettings = Field(default_factory=LagSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
     tables: list[TableMapping] = Field(default_factory=list)
-    # Checkpoints and state snapshots of the streaming job live under this directory.
-    state_dir: Path = Path(".lakesync/state")
+    # The streaming job's checkpoints live under this directory: a local path, or a URI of any
+    # store Spark reaches (`s3a://bucket/lakesync/state`), seen alike by the driver and executors.
+    state_dir: StorageLocation = ".lakesync/state"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
@@ -433,9 +488,9 @@ class LakesyncSettings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every secret value in the settings, for scrubbing from logs and error lines."""
-        postgres = [_reveal(self.postgres.password)]
+        typed = [_reveal(self.postgres.password), _reveal(self.s3.secret_access_key)]
         spark = [value for key, value in self.spark.conf.items() if is_secret_name(key)]
-        return [value for value in [*postgres, *self.kafka.secret_values(), *spark] if value]
+        return [value for value in [*typed, *self.kafka.secret_values(), *spark] if value]
 
     def table(self, name: str) -> TableMapping:
         """The mapping called `name`, or ConfigError listing the known ones."""

@@ -1,4 +1,5 @@
-"""Session fixtures: one real Kafka broker, one real PostgreSQL server and one SparkSession per run.
+"""Session fixtures: one real Kafka broker, one real PostgreSQL server, one real S3 server (SeaweedFS)
+and one SparkSession per run (local mode, able to reach the S3 server).
 
 They are started by the same code as `lakesync up` (deploy.embedded_stack), lazily: a
 run of unit tests alone starts nothing.
@@ -51,7 +52,7 @@ def scratch_root() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def embedded_stack(scratch_root: Path) -> Iterator[EmbeddedStack]:
     stack = EmbeddedStack.at(scratch_root / "embedded")
-    stack.up()
+    stack.up(with_s3=True)
     try:
         yield stack
     finally:
@@ -89,7 +90,7 @@ def make_settings(embedded_stack: EmbeddedStack, tmp_path: Path) -> Any:
 def spark(settings: LakesyncSettings) -> Iterator[Any]:
     from connectors.spark import build_spark_session
 
-    session = build_spark_session(settings.spark)
+    session = build_spark_session(settings.spark, s3=settings.s3)
     yield session
     session.stop()
 

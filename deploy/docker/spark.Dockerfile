@@ -11,11 +11,16 @@
 # executor started from this image (Kubernetes), with nothing fetched at run time.
 # spark-submit options go in $SPARK_CONF_DIR/spark-defaults.conf (mount one; see deploy/k8s/).
 
-# --- jars: deploy/maven/spark-jars.pom.xml, resolved like deploy/setup.sh does ----------------
+# --- jars: deploy/maven/spark-jars.pom.xml and s3a-jars.pom.xml (the S3A connector for s3a://
+# tables and state), resolved like deploy/setup.sh does -----------------------------------------
 FROM maven:3.9.11-eclipse-temurin-17 AS jars
 WORKDIR /build
 COPY deploy/maven/spark-jars.pom.xml ./spark-jars.pom.xml
+COPY deploy/maven/s3a-jars.pom.xml ./s3a-jars.pom.xml
 RUN mvn -B -q -Dstyle.color=never -f spark-jars.pom.xml \
+        org.apache.maven.plugins:maven-dependency-plugin:3.11.0:copy-dependencies \
+        -DoutputDirectory=/jars -DincludeScope=runtime \
+    && mvn -B -q -Dstyle.color=never -f s3a-jars.pom.xml \
         org.apache.maven.plugins:maven-dependency-plugin:3.11.0:copy-dependencies \
         -DoutputDirectory=/jars -DincludeScope=runtime
 

@@ -23,3 +23,7 @@ class SchemaChangeError(RebuildRequiredError):
 
 class StreamFailedError(LakesyncError):
     """A table's streaming query stopped with an error that is not a schema change."""
+
+
+class TableLockLostError(LakesyncError):
+    """The table lock's PostgreSQL session ended while the job held it; another may hold it now."""

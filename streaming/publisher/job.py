@@ -1,14 +1,15 @@
 """`lakesync stream`: one Spark application, one streaming query per table mapping.
 
 Each table's query reads its change data feed, and its foreachBatch publishes the batch's real
-changes (micro_batch.py). Checkpoints, the state snapshot and the recorded schema live in
-`<state_dir>/<table>/`. The job:
+changes (micro_batch.py). Checkpoints live in `<state_dir>/<table>/` (a local directory or
+`s3a://...`); the state, progress, recorded schema and table lock in PostgreSQL. The job:
 
 - fails at start-up on anything it can check early (CDF off, unsupported types, schema drift);
 - restarts a table's query by itself when its source grew a column (Delta stops the stream on
   any schema change; additive ones are carried), and stops with guidance on other changes;
 - on SIGTERM/SIGINT lets running batches finish (up to `stream.shutdown_timeout_s`), then
-  stops the queries; a SIGKILL at any point resumes from the checkpoint on restart.
+  stops the queries; a SIGKILL at any point resumes from the checkpoint on restart;
+- stops at once, failing, when it loses a table's lock (table_lock.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from connectors.kafka import (
     producer_config,
 )
 from connectors.postgres import open_pool
-from connectors.spark import build_spark_session
+from connectors.spark import build_spark_session, object_storage
 from connectors.spark_types import target_columns
 from lakesync import preflight
 from lakesync.config import LakesyncSettings, TableMapping
@@ -52,11 +52,17 @@ from streaming.publisher.progress import (
     load_progress,
     record_progress,
 )
-from streaming.publisher.schema_guard import SchemaRecord, compare, refusal
+from streaming.publisher.schema_guard import compare, refusal
 from streaming.publisher.seed import seed_state
-from streaming.publisher.state_dir import checkpoint_dir, has_checkpoint, table_state_dir
+from streaming.publisher.state_dir import (
+    checkpoint_dir,
+    has_checkpoint,
+    legacy_schema,
+    schema_record,
+    table_state_dir,
+)
 from streaming.publisher.state_store import StateTable, ensure_state_table, stream_target
-from streaming.publisher.table_lock import TableLock
+from streaming.publisher.table_lock import TableLock, TableLockLostError
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -75,6 +81,7 @@ class StreamJob:
     once: bool = False
     on_report: list[Callable[[BatchReport], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _lock_lost: threading.Event = field(default_factory=threading.Event)
     _queries: dict[str, StreamingQuery] = field(default_factory=dict)
     _recorded_batch: dict[str, int] = field(default_factory=dict)
     _locks: dict[str, TableLock] = field(default_factory=dict)
@@ -90,13 +97,12 @@ class StreamJob:
         """Run until stopped (or, with once=True, until every table is caught up)."""
         # Before Spark starts and before any topic exists: a broken world stops here, in one line.
         preflight.require_ready(self.settings, self.tables, preflight.STREAM)
-        spark = spark or build_spark_session(self.settings.spark)
+        spark = spark or build_spark_session(self.settings.spark, s3=object_storage(self.settings))
         self.on_report.append(self._note_published)
         self._pg = open_pool(self.settings.postgres, name="lakesync-stream", min_size=1, max_size=2)
         try:
             for table in self.tables:  # before anything else: a rebuild may be running
-                lock = TableLock(table_state_dir(self.settings, table), table.name, "streaming")
-                self._locks[table.name] = lock.acquire()
+                self._locks[table.name] = self._lock(table).acquire()
             # Every table is checked by Spark (mapping, types) before any topic is created.
             writers = {table.name: self._prepare(spark, table) for table in self.tables}
             self._ensure_topics()
@@ -107,6 +113,16 @@ class StreamJob:
             for lock in self._locks.values():
                 lock.release()
             self._pg.close()
+
+    def _lock(self, table: TableMapping) -> TableLock:
+        return TableLock(
+            self.settings.postgres,
+            stream_target(table),
+            table.name,
+            "streaming",
+            check_interval_s=self.settings.stream.lock_check_interval_s,
+            on_lost=self._lock_lost.set,
+        )
 
     def request_stop(self, *_: Any) -> None:
         """Signal handler / API: finish the running batches, then stop."""
@@ -135,7 +151,7 @@ class StreamJob:
             state = table_state_dir(self.settings, table)
             self._check_schema(spark, table, state)
             progress = self._progress(table)
-            resume = progress.resume_version if progress is not None and not has_checkpoint(state) else None
+            resume = progress.resume_version if progress is not None and not has_checkpoint(spark, state) else None
             feed = source.change_feed(spark, table, starting_version=resume)
             compiled = compile_mapping(spark, table)
             target_schema = CompiledMapping.target_schema(compiled.apply(feed))
@@ -152,7 +168,7 @@ class StreamJob:
             writer = (
                 feed.writeStream.foreachBatch(pipeline)
                 .queryName(f"lakesync-{table.name}")
-                .option("checkpointLocation", str(checkpoint_dir(state)))
+                .option("checkpointLocation", checkpoint_dir(state))
             )
             return (
                 writer.trigger(availableNow=True)
@@ -210,11 +226,15 @@ class StreamJob:
         assert self._pg is not None, "the job's PostgreSQL pool opens in run()"
         return self._pg
 
-    def _check_schema(self, spark: SparkSession, table: TableMapping, state: Path) -> bool:
+    def _check_schema(self, spark: SparkSession, table: TableMapping, state: str) -> bool:
         """Record the source schema; True if it grew. Non-additive changes raise SchemaChangeError."""
-        record = SchemaRecord(state / "source_schema.json")
+        record = schema_record(self.settings, table)
         current = source.current_schema(spark, table)
         recorded = record.load()
+        if recorded is None:  # an older lakesync recorded it beside the checkpoint: carry it over
+            recorded = legacy_schema(spark, state)
+            if recorded is not None:
+                record.save(recorded)
         if recorded is None:
             record.save(current)
             return False
@@ -234,6 +254,12 @@ class StreamJob:
     def _watch(self, spark: SparkSession) -> None:
         by_name = {t.name: t for t in self.tables}
         while self._queries:
+            if self._lock_lost.is_set():
+                self._stop_now()
+                raise TableLockLostError(
+                    "lost a table lock (its PostgreSQL connection dropped); stopped the stream so that a "
+                    "restart takes the lock again or is refused while another process holds it"
+                )
             if self._stop.is_set():
                 self._stop_gracefully(spark)
                 return
@@ -287,6 +313,12 @@ class StreamJob:
         self.observer.record_failure(table.name)
         self._stop_gracefully(spark)
         raise StreamFailedError(f"table {table.name!r}: streaming query failed: {_first_line(error)}") from None
+
+    def _stop_now(self) -> None:
+        """Stop every query without waiting for its batch: another process may own the tables now."""
+        for query in self._queries.values():
+            query.stop()
+        self._queries.clear()
 
     def _stop_gracefully(self, spark: SparkSession) -> None:
         deadline = time.monotonic() + self.settings.stream.shutdown_timeout_s

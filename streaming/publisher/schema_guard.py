@@ -3,18 +3,25 @@
 Added columns are carried: the envelope grows and the consumer adds the column. A dropped,
 renamed (seen as dropped + added) or retyped column cannot be carried without losing or
 misplacing data, so the job stops with an error naming the table, the change and the fix.
-The schema last published for a table is recorded next to its checkpoint.
+The schema last published for a table is recorded in PostgreSQL (`lakesync.stream_source_schema`,
+beside the stream's progress): one row written in one statement, so a crash never leaves half a
+schema, on any store the checkpoint lives on (S3 has no atomic rename).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import psycopg
+from psycopg import sql
 from pyspark.sql import types as T
 
+from connectors.postgres_schema import BOOKKEEPING_SCHEMA
+from lakesync.config import PostgresSettings
 from streaming.publisher.errors import SchemaChangeError
+
+_TABLE = sql.Identifier(BOOKKEEPING_SCHEMA, "stream_source_schema")
 
 
 @dataclass(frozen=True)
@@ -68,21 +75,40 @@ def refusal(table: str, change: SchemaChange) -> SchemaChangeError:
 
 
 class SchemaRecord:
-    """The source schema last published for one table, in `<state>/<table>/source_schema.json`."""
+    """The source schema last published for one stream, keyed like its progress (`<schema>.<table>`)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, pg: PostgresSettings, target: str) -> None:
+        self.pg = pg
+        self.target = target
 
     def load(self) -> T.StructType | None:
-        if not self.path.exists():
-            return None
-        return T.StructType.fromJson(json.loads(self.path.read_text()))
+        with psycopg.connect(**self.pg.connection_kwargs()) as conn:
+            _ensure_table(conn)
+            row = conn.execute(sql.SQL("SELECT source_schema FROM {} WHERE target = %s").format(_TABLE), (self.target,))
+            found = row.fetchone()
+        return None if found is None else T.StructType.fromJson(json.loads(found[0]))
 
     def save(self, schema: T.StructType) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(schema.jsonValue(), indent=1))
-        tmp.replace(self.path)  # atomic: a crash never leaves half a schema behind
+        with psycopg.connect(**self.pg.connection_kwargs()) as conn:
+            _ensure_table(conn)
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (target, source_schema, updated_at) VALUES (%s, %s, now())"
+                    " ON CONFLICT (target) DO UPDATE SET source_schema = EXCLUDED.source_schema,"
+                    " updated_at = EXCLUDED.updated_at"
+                ).format(_TABLE),
+                (self.target, json.dumps(schema.jsonValue())),
+            )
+
+
+def _ensure_table(conn: psycopg.Connection) -> None:
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BOOKKEEPING_SCHEMA)))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (target text PRIMARY KEY, source_schema text NOT NULL,"
+            " updated_at timestamptz NOT NULL)"
+        ).format(_TABLE)
+    )
 
 
 def _without_nullability(data_type: T.DataType) -> str:

@@ -23,16 +23,21 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 
 
 def test_up_then_down_leaves_no_process_behind(scratch_root: Path) -> None:
-    """Both servers answer after `up`; after `down` their processes are gone and ports closed."""
+    """Every server answers after `up --with-s3`; after `down` their processes are gone and ports closed."""
     home = scratch_root / "cli-stack"
-    started = run_cli("up", "--home", str(home))
+    started = run_cli("up", "--home", str(home), "--with-s3")
     assert started.returncode == 0, started.stderr
     state = json.loads((home / "services.json").read_text())
-    pids = [state["kafka"]["pid"], state["postgres"]["pid"]]
-    ports = [state["kafka"]["port"], state["postgres"]["port"]]
+    pids = [state["kafka"]["pid"], state["postgres"]["pid"], state["s3"]["pid"]]
+    ports = [state["kafka"]["port"], state["postgres"]["port"], state["s3"]["port"]]
     assert all(pid_alive(pid) for pid in pids)
     assert all(tcp_open(port) for port in ports)
     assert f"LAKESYNC_CONFIG={home / 'lakesync.toml'}" in started.stdout
+    secret = state["s3"]["secret_access_key"]
+    assert secret not in started.stdout + started.stderr  # in the 0600 config file only, never printed
+    checked = run_cli("--config", str(home / "lakesync.toml"), "check-config")
+    assert checked.returncode == 0 and f"http://127.0.0.1:{state['s3']['port']}" in checked.stdout
+    assert secret not in checked.stdout + checked.stderr
 
     stopped = run_cli("down", "--home", str(home))
     assert stopped.returncode == 0, stopped.stderr

@@ -10,7 +10,12 @@ from typing import Any
 
 from lakesync.config import LakesyncSettings
 
-_SECRETS = {("postgres", "password"), ("kafka", "sasl_password"), ("kafka", "ssl_key_password")}
+_SECRETS = {
+    ("postgres", "password"),
+    ("kafka", "sasl_password"),
+    ("kafka", "ssl_key_password"),
+    ("s3", "secret_access_key"),
+}
 
 
 def write_config(path: Path, settings: LakesyncSettings) -> Path:

@@ -20,7 +20,6 @@ from batch.reconcile import reconcile
 from streaming.publisher.errors import SchemaChangeError, TableBusyError
 from streaming.publisher.job import StreamJob
 from streaming.publisher.progress import read_progress
-from streaming.publisher.state_dir import table_state_dir
 from streaming.publisher.state_store import stream_target
 from streaming.publisher.table_lock import TableLock
 from tests.support.pipeline import Pipeline
@@ -139,7 +138,7 @@ def test_rebuild_refuses_while_the_stream_runs(pipeline: Callable[..., Pipeline]
     p = pipeline()
     write(spark, p.table.source, range(5))
     with (
-        TableLock(table_state_dir(p.settings, p.table), p.table.name, "streaming"),
+        TableLock(p.settings.postgres, stream_target(p.table), p.table.name, "streaming"),
         pytest.raises(TableBusyError, match="stop it before rebuilding"),
     ):
         rebuild(spark, p.settings, p.table)

@@ -110,6 +110,11 @@ def test_spark_jars_come_from_the_same_pom_and_plugin_as_setup() -> None:
     assert "deploy/maven/spark-jars.pom.xml ./spark-jars.pom.xml" in jars.all("COPY")
     (run,) = jars.all("RUN")
     assert f"{plugin}:copy-dependencies" in run and "-DincludeScope=runtime" in run and "-f spark-jars.pom.xml" in run
+    # The S3A connector (s3a:// tables and state) lands beside them, from setup's pom too.
+    assert "deploy/maven/s3a-jars.pom.xml" in setup and "deploy/maven/s3a-jars.pom.xml ./s3a-jars.pom.xml" in jars.all(
+        "COPY"
+    )
+    assert "-f s3a-jars.pom.xml" in run and run.count("-DoutputDirectory=/jars") == 2
     site_jars = "/opt/lakesync/lib/python3.11/site-packages/pyspark/jars/"
     assert f"--from=jars /jars/ {site_jars}" in final("spark").all("COPY")
     assert final("spark").env()["SPARK_HOME"] + "/jars/" == site_jars

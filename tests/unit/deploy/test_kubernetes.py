@@ -59,7 +59,7 @@ def configured() -> LakesyncSettings:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_kubernetes_object_validates_strictly(version: str) -> None:
     documents = core_documents()
-    assert len(documents) >= 14
+    assert len(documents) >= 12  # two PVCs left when the state moved to object storage
     for path, document in documents:
         try:
             kubernetes_validate.validate(document, version, strict=True)
@@ -134,8 +134,11 @@ def test_configmap_config_is_valid_lakesync_configuration() -> None:
     settings = configured()
     assert settings.tables and settings.postgres.password is None  # the password comes from the Secret
     secret = k8s_object("Secret", "lakesync-secrets")
-    assert set(secret["stringData"]) == {"LAKESYNC_POSTGRES__PASSWORD"}
-    assert secret["stringData"]["LAKESYNC_POSTGRES__PASSWORD"] == "CHANGE-ME"  # a placeholder, never real
+    keys = {"LAKESYNC_POSTGRES__PASSWORD", "LAKESYNC_S3__ACCESS_KEY_ID", "LAKESYNC_S3__SECRET_ACCESS_KEY"}
+    assert set(secret["stringData"]) == keys
+    assert set(secret["stringData"].values()) == {"CHANGE-ME"}  # placeholders, never real
+    assert settings.s3.secret_access_key is None  # the S3 keys come from the Secret too
+    assert all(t.source.startswith("s3a://") for t in settings.tables)
 
 
 def _pod_spec(document: dict[str, Any]) -> dict[str, Any]:
@@ -152,9 +155,11 @@ def test_spark_pods_run_the_spark_image_with_its_conf_secrets_and_state() -> Non
     spark = dockerfile_stages(DEPLOY / "docker/spark.Dockerfile")[-1].env()
     assert conf["spark.master"].startswith("k8s://https://")
     assert conf["spark.kubernetes.executor.podTemplateFile"].startswith(spark["SPARK_CONF_DIR"] + "/")
-    assert (
-        conf["spark.kubernetes.executor.volumes.persistentVolumeClaim.state.mount.path"] == spark["LAKESYNC_STATE_DIR"]
-    )
+    # Object storage for tables and checkpoints: no volume for the executors, no PVC anywhere.
+    assert not [key for key in conf if ".volumes." in key]
+    assert not [d for _, d in k8s_documents() if d["kind"] == "PersistentVolumeClaim"]
+    state_dir = k8s_object("ConfigMap", "lakesync-config")["data"]["state_dir"]
+    assert state_dir.startswith("s3a://") and load_settings(None, state_dir=state_dir).state_dir == state_dir
     account = k8s_object("ServiceAccount", "lakesync-spark")["metadata"]["name"]
     assert conf["spark.kubernetes.authenticate.driver.serviceAccountName"] == account
     for kind, name in (("Deployment", "lakesync-stream"), ("CronJob", "lakesync-reconcile-people")):
@@ -162,9 +167,12 @@ def test_spark_pods_run_the_spark_image_with_its_conf_secrets_and_state() -> Non
         (container,) = pod["containers"]
         assert pod["serviceAccountName"] == account and container["image"] == "lakesync-spark"
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-        assert mounts[spark["SPARK_CONF_DIR"]] == "spark-conf" and mounts[spark["LAKESYNC_STATE_DIR"]] == "state"
-        env = {e["name"] for e in container["env"]}
-        assert {"POD_NAME", "POD_IP", "LAKESYNC_SECRETS_DIR"} <= env  # ${env:POD_IP} in spark-defaults
+        assert mounts[spark["SPARK_CONF_DIR"]] == "spark-conf" and spark["LAKESYNC_STATE_DIR"] not in mounts
+        env = {e["name"]: e for e in container["env"]}
+        assert {"POD_NAME", "POD_IP", "LAKESYNC_SECRETS_DIR"} <= set(env)  # ${env:POD_IP} in spark-defaults
+        # The environment wins over the image's local state directory, with the ConfigMap's s3a:// URI.
+        ref = env["LAKESYNC_STATE_DIR"]["valueFrom"]["configMapKeyRef"]
+        assert (ref["name"], ref["key"]) == ("lakesync-config", "state_dir")
     role = k8s_object("Role", "lakesync-spark-driver")
     assert {"create", "delete", "watch"} <= set(role["rules"][0]["verbs"]) and "pods" in role["rules"][0]["resources"]
 

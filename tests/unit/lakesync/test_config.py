@@ -192,3 +192,26 @@ def test_http_endpoints_bind_loopback_unless_told_otherwise() -> None:
     loaded = load_settings(None)
     assert loaded.consumer.http_host == "127.0.0.1" and loaded.stream.http_host == "127.0.0.1"
     assert load_settings(None, stream={"http_host": "0.0.0.0"}).stream.http_host == "0.0.0.0"
+
+
+def test_the_s3_secret_is_masked_and_comes_from_a_secret_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The S3 secret key is a SecretStr like the passwords: only the Spark session's settings hold it."""
+    (tmp_path / "LAKESYNC_S3__SECRET_ACCESS_KEY").write_text("very-secret\n")
+    monkeypatch.setenv("LAKESYNC_SECRETS_DIR", str(tmp_path))
+    loaded = load_settings(None, s3={"endpoint": "http://127.0.0.1:8333", "access_key_id": "AKID"})
+    assert "very-secret" not in loaded.model_dump_json() + repr(loaded)
+    hadoop = loaded.s3.hadoop_conf()
+    assert hadoop["fs.s3a.secret.key"] == "very-secret" and hadoop["fs.s3a.access.key"] == "AKID"
+    assert hadoop["fs.s3a.connection.ssl.enabled"] == "false"
+    assert hadoop["fs.s3a.aws.credentials.provider"].endswith("SimpleAWSCredentialsProvider")
+
+
+def test_an_s3_key_without_its_secret_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"s3: .*set both access_key_id and secret_access_key"):
+        load_settings(None, s3={"access_key_id": "AKID"})
+
+
+def test_state_dir_keeps_an_object_store_uri_and_takes_a_path() -> None:
+    """`Path` would fold `s3a://bucket` into `s3a:/bucket`; a URI must reach Spark as written."""
+    assert load_settings(None, state_dir="s3a://bucket/lakesync/state").state_dir == "s3a://bucket/lakesync/state"
+    assert load_settings(None, state_dir=Path("/var/lib/state")).state_dir == "/var/lib/state"
