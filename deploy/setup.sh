@@ -123,7 +123,7 @@ ensure_seaweedfs() {
 }
 
 # What Spark executors run Python with on a cluster: the runtime lock file (with its hashes) in a venv
-# packed by venv-pack, shipped with `spark.archives` (lakesync itself travels as a wheel in
+# packed by venv-pack, shipped with `spark.archives` (lakesync itself travels as a wheel, named .zip, in
 # spark.submit.pyFiles). pyspark's jars/ are left out: executors run the cluster's own Spark JVM.
 ensure_executor_env() {
   local lock="$ROOT/deploy/requirements/runtime.txt" stamp out build

@@ -4,10 +4,13 @@
   virtualenv packed by venv-pack (`deploy/setup.sh` builds it once per lock file into
   `$LAKESYNC_CACHE_DIR/pyenv/executor-env-<stamp>.tar.gz`, pyspark's jars left out), shipped with
   `spark.archives=<archive>#environment` and run as `spark.pyspark.python=./environment/bin/python`.
-- **lakesync itself**: a wheel of the checkout, shipped with `spark.submit.pyFiles`, so a code
-  change needs no new archive.
+- **lakesync itself**: a wheel of the checkout under a `.zip` name, shipped with
+  `spark.submit.pyFiles`, so a code change needs no new archive. The name matters: pyspark puts
+  only `.zip`, `.egg` and `.jar` files of `spark.submit.pyFiles` on the executors' `sys.path`
+  (`SparkContext.PACKAGE_EXTENSIONS`); a `.whl` is shipped but never imported from, and every
+  task fails with `No module named 'streaming'`. A wheel is a zip archive, so zipimport reads it.
 
-    python -m deploy.spark.python_env wheel DIR   # build the wheel, print its path
+    python -m deploy.spark.python_env wheel DIR   # build the wheel as DIR/lakesync-<version>.zip, print its path
     python -m deploy.spark.python_env archive     # print the packed environment's path
 
 The executors never use the driver's virtualenv: the cluster's machines need nothing but Python
@@ -42,13 +45,15 @@ def executor_env_archive() -> Path:
 
 
 def build_wheel(out_dir: Path) -> Path:
-    """A wheel of lakesync from this checkout (no dependencies: those travel in the archive)."""
+    """A wheel of lakesync from this checkout (no dependencies: those travel in the archive), under
+    the `.zip` name the executors import from."""
     out_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out_dir)]
     result = subprocess.run([*command, str(ROOT)], capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         raise SetupError(f"building the lakesync wheel failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return max(out_dir.glob("lakesync-*.whl"), key=lambda p: p.stat().st_mtime)
+    wheel = max(out_dir.glob("lakesync-*.whl"), key=lambda p: p.stat().st_mtime)
+    return wheel.replace(wheel.with_name(f"lakesync-{wheel.name.split('-')[1]}.zip"))
 
 
 def submit_options(wheel: Path, archive: Path) -> list[str]:

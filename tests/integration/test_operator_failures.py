@@ -216,7 +216,7 @@ def run_cli(config: Path, *args: str, env: dict[str, str] | None = None) -> subp
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_each_failure_is_one_line_with_its_exit_code(case: Case, world: World, tmp_path: Path) -> None:
     """The line names what failed and the fix; no traceback, no secret, no topic left behind."""
-    settings = case.settings(world).model_copy(update={"state_dir": tmp_path / "state"})
+    settings = case.settings(world).model_copy(update={"state_dir": str(tmp_path / "state")})
     table = settings.tables[0]
     config = write_config(tmp_path / "lakesync.toml", settings)
     result = run_cli(config, *(arg.format(table=table.name) for arg in case.command), env=case.env)
@@ -260,7 +260,7 @@ def test_check_config_connect_passes_on_a_ready_world(world: World, tmp_path: Pa
 
 def test_a_healthy_stream_run_prints_only_lakesyncs_own_lines(world: World, tmp_path: Path) -> None:
     """No Spark or librdkafka warning, no JVM chatter: every stderr line is lakesync's JSON, below WARNING."""
-    settings = world.settings().model_copy(update={"state_dir": tmp_path / "state"})
+    settings = world.settings().model_copy(update={"state_dir": str(tmp_path / "state")})
     result = run_cli(write_config(tmp_path / "lakesync.toml", settings), "--log-format", "json", "stream", "--once")
 
     assert result.returncode == 0, result.stderr[-3000:]
