@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,6 @@ from bench.consumer_apply import (
     KEY,
     TABLE,
     PostgresCpu,
-    _check_table,
     _columns,
     _envelopes,
     _load,
@@ -99,7 +99,7 @@ def measure(
             process.send_signal(signal.SIGTERM)
         for process, _ in members:
             process.wait(30)
-    _check_table(settings, _target(instances), orders.num_rows, shippriority=0)
+    _check_table(settings, _target(instances), orders)
     window = done_at - stable_at
     rows = orders.num_rows - stable_rows
     return {
@@ -182,6 +182,19 @@ def _applied(settings: LakesyncSettings) -> int:
 
 def _cpu(members: list[tuple[subprocess.Popen[bytes], Path]]) -> float:
     return sum(process_cpu_s(process.pid) for process, _ in members)
+
+
+def _check_table(settings: LakesyncSettings, table: sql.Identifier, orders: pa.Table) -> None:
+    """Every row is there, once, with the source's values (no reference table here: the sum of a
+    money column against the Arrow table's)."""
+    expected = sum(Decimal(str(v)) for v in orders.column("o_totalprice").to_pylist())
+    with psycopg.connect(**settings.postgres.connection_kwargs()) as conn:
+        found = conn.execute(
+            sql.SQL("SELECT count(*), count(DISTINCT o_orderkey), sum(o_totalprice) FROM {}").format(table)
+        ).fetchone()
+    rows = orders.num_rows
+    assert found is not None and found[0] == found[1] == rows, f"{table.as_string(None)}: {found} for {rows} rows"
+    assert found[2] == expected, f"{table.as_string(None)}: sum {found[2]} differs from the source's {expected}"
 
 
 def _target(instances: int) -> sql.Identifier:

@@ -151,8 +151,9 @@ class StreamJob:
             state = table_state_dir(self.settings, table)
             self._check_schema(spark, table, state)
             progress = self._progress(table)
-            resume = progress.resume_version if progress is not None and not has_checkpoint(spark, state) else None
-            feed = source.change_feed(spark, table, starting_version=resume)
+            feed = source.change_feed(
+                spark, table, starting_version=self._resume_version(spark, table, progress, state)
+            )
             compiled = compile_mapping(spark, table)
             target_schema = CompiledMapping.target_schema(compiled.apply(feed))
             target_columns(target_schema)  # unsupported types fail here, naming the column
@@ -175,6 +176,17 @@ class StreamJob:
                 if self.once
                 else writer.trigger(processingTime=f"{self.settings.stream.trigger_interval_s} seconds")
             )
+
+    @staticmethod
+    def _resume_version(spark: SparkSession, table: TableMapping, progress: Progress | None, state: str) -> int | None:
+        """Where a stream without a checkpoint starts after `lakesync rebuild` loaded version V: at V + 1
+        when it exists. Otherwise at V itself, whose changes diff as no-ops against the rebuilt state
+        (Delta refuses a starting version beyond the latest) but cost a read of that whole commit:
+        the table itself when V created it."""
+        if progress is None or progress.resume_version is None or has_checkpoint(spark, state):
+            return None
+        loaded = progress.resume_version
+        return loaded + 1 if source.latest_version(spark, table) > loaded else loaded
 
     def _launch(self, table: TableMapping, writer: DataStreamWriter) -> StreamingQuery:
         with correlation(table=table.name):
