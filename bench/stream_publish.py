@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -40,7 +38,7 @@ import psycopg
 from psycopg import sql
 
 from bench.consumer_apply import PostgresCpu, process_cpu_s
-from bench.report import children, machine, peak_rss_kib, rss_kib, write_results, write_section
+from bench.report import children, fresh_stack, machine, peak_rss_kib, rss_kib, write_results, write_section
 from bench.tpch import tpch_parquet
 from connectors.spark import build_spark_session
 from deploy.embedded_stack import EmbeddedStack
@@ -62,19 +60,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     scales = [float(s) for s in args.scales.split(",")]
 
-    home = Path(tempfile.mkdtemp(prefix="lakesync-bench-stream-"))
-    home.chmod(0o755)
-    stack = EmbeddedStack.at(home / "embedded")
-    stack.up()
     results: dict[str, dict[str, Any]] = {}
-    try:
+    with fresh_stack("lakesync-bench-stream-") as (stack, home):
         spark = build_spark_session(_settings(stack, home, []).spark)
         for i, scale in enumerate(scales):
             results[f"{scale:g}"] = measure_scale(spark, stack, home, scale, args, snapshot=i == 0)
         spark.stop()
-    finally:
-        stack.down()
-        shutil.rmtree(home, ignore_errors=True)
     section = render(results, args)
     print(section)
     if not args.no_write:
