@@ -369,27 +369,29 @@ class ConsumerService:
 
     def _poll_ahead(self) -> None:
         """Serve the group (a rebalance waits for our poll) while a lane is busy; keep what comes."""
+        message = self._poll_one(0.02)
+        if message is not None:
+            self._carried.append(message)
+
+    def _poll_one(self, timeout_s: float) -> Message | None:
+        """One message, or None on a timeout or a non-fatal client event (a fatal one raises)."""
         consumer = self._consumer
         assert consumer is not None
-        message = consumer.poll(0.02)
+        message = consumer.poll(timeout_s)
         if message is None:
-            return
+            return None
         error = message.error()
         if error is not None:
             _raise_if_fatal(error)
-            return
-        self._carried.append(message)
+            return None
+        return message
 
     def _poll_paused(self) -> None:
         """Serve the group (heartbeats, rebalances) while paused; a stray message is sought back."""
         consumer = self._consumer
         assert consumer is not None
-        message = consumer.poll(0.2)
+        message = self._poll_one(0.2)
         if message is None:
-            return
-        error = message.error()
-        if error is not None:
-            _raise_if_fatal(error)
             return
         tp = TopicPartition(*position(message))
         consumer.seek(tp)
