@@ -30,7 +30,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,7 +46,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Producer
 from psycopg import sql
 
-from bench.report import children, machine, peak_rss_kib, write_section
+from bench.report import children, fresh_stack, machine, peak_rss_kib, write_section
 from bench.tpch import tpch_parquet
 from changes.envelope import ChangeEvent, Op, columns_text, encode_event
 from changes.type_mapping import TargetColumn
@@ -79,15 +78,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     orders = _load(tpch_parquet(TABLE, args.scale))
-    home = Path(tempfile.mkdtemp(prefix="lakesync-bench-"))
-    home.chmod(0o755)
-    stack = EmbeddedStack.at(home / "embedded")
-    stack.up()
-    try:
+    with fresh_stack("lakesync-bench-") as (stack, home):
         figures = run(_settings(stack), stack, orders, home, debezium=not args.no_debezium)
-    finally:
-        stack.down()
-        shutil.rmtree(home, ignore_errors=True)
     figures.update(scale=args.scale, machine=machine(), date=dt.date.today().isoformat())
     report = render(figures)
     print(report)

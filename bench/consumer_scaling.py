@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from decimal import Decimal
@@ -43,7 +41,7 @@ from bench.consumer_apply import (
     process_cpu_s,
     produce,
 )
-from bench.report import machine, write_results, write_section
+from bench.report import fresh_stack, machine, write_results, write_section
 from bench.tpch import tpch_parquet
 from connectors.kafka import CHANGE_TOPIC_CONFIG, ensure_topics
 from deploy.embedded_stack import EmbeddedStack
@@ -62,19 +60,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     orders = _load(tpch_parquet(TABLE, args.scale))
-    home = Path(tempfile.mkdtemp(prefix="lakesync-bench-scaling-"))
-    home.chmod(0o755)
-    stack = EmbeddedStack.at(home / "embedded")
-    stack.up()
-    try:
+    with fresh_stack("lakesync-bench-scaling-") as (stack, home):
         settings = _settings(stack, 0)
         ensure_topics(settings.kafka, [TOPIC], config=CHANGE_TOPIC_CONFIG)
         produce(settings, TOPIC, _envelopes(orders, _columns(orders.schema), version=1))
         postgres = PostgresCpu(stack.postgres.pid)
         runs = [measure(stack, home, orders, int(n), postgres) for n in args.instances.split(",")]
-    finally:
-        stack.down()
-        shutil.rmtree(home, ignore_errors=True)
     figures = {"rows": orders.num_rows, "partitions": PARTITIONS, "scale": args.scale, "runs": runs}
     write_results("consumer_scaling", figures)
     section = render(figures)

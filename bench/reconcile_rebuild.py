@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +38,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from bench.consumer_apply import PostgresCpu, process_cpu_s
-from bench.report import children, machine, peak_rss_kib, rss_kib, write_results, write_section
+from bench.report import children, fresh_stack, machine, peak_rss_kib, rss_kib, write_results, write_section
 from bench.tpch import tpch_parquet
 from connectors.spark import build_spark_session
 from deploy.embedded_stack import EmbeddedStack
@@ -57,15 +55,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print the figures, leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
 
-    home = Path(tempfile.mkdtemp(prefix="lakesync-bench-batch-"))
-    home.chmod(0o755)
-    stack = EmbeddedStack.at(home / "embedded")
-    stack.up()
-    try:
+    with fresh_stack("lakesync-bench-batch-") as (stack, home):
         figures = [measure(stack, home, float(scale), args.drift) for scale in args.scales.split(",")]
-    finally:
-        stack.down()
-        shutil.rmtree(home, ignore_errors=True)
     write_results("reconcile_rebuild", {"drift": args.drift, "scales": figures})
     section = render(figures, args)
     print(section)

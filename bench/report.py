@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: the machine line, peak memory readings, BENCHMARKS.md sections."""
+"""Shared by the benchmarks: a fresh stack, the machine line, memory readings, BENCHMARKS.md sections."""
 
 from __future__ import annotations
 
@@ -7,10 +7,30 @@ import json
 import os
 import platform
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from deploy.embedded_stack import EmbeddedStack
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
+
+
+@contextmanager
+def fresh_stack(prefix: str) -> Iterator[tuple[EmbeddedStack, Path]]:
+    """Fresh embedded Kafka + PostgreSQL under a new temporary home; both gone afterwards."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    home.chmod(0o755)  # PostgreSQL runs as its own user and must reach its data directory
+    stack = EmbeddedStack.at(home / "embedded")
+    stack.up()
+    try:
+        yield stack, home
+    finally:
+        stack.down()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def machine() -> str:

@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -39,7 +37,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench.report import children, machine, peak_rss_kib, rss_kib, write_results, write_section
+from bench.consumer_apply import PostgresCpu, process_cpu_s
+from bench.report import children, fresh_stack, machine, peak_rss_kib, rss_kib, write_results, write_section
 from bench.tpch import tpch_parquet
 from connectors.spark import build_spark_session
 from deploy.embedded_stack import EmbeddedStack
@@ -61,19 +60,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     scales = [float(s) for s in args.scales.split(",")]
 
-    home = Path(tempfile.mkdtemp(prefix="lakesync-bench-stream-"))
-    home.chmod(0o755)
-    stack = EmbeddedStack.at(home / "embedded")
-    stack.up()
     results: dict[str, dict[str, Any]] = {}
-    try:
+    with fresh_stack("lakesync-bench-stream-") as (stack, home):
         spark = build_spark_session(_settings(stack, home, []).spark)
         for i, scale in enumerate(scales):
             results[f"{scale:g}"] = measure_scale(spark, stack, home, scale, args, snapshot=i == 0)
         spark.stop()
-    finally:
-        stack.down()
-        shutil.rmtree(home, ignore_errors=True)
     section = render(results, args)
     print(section)
     if not args.no_write:
@@ -105,6 +97,8 @@ def _initial_snapshot(
 ) -> dict[str, Any]:
     """`lakesync stream --once` on an empty state, then the consumer until it applied everything."""
     started = time.monotonic()
+    postgres = PostgresCpu(stack.postgres.pid)
+    pg_cpu0 = postgres.now()
     run = _run(stack, settings, home, f"snapshot-{table.name}", ["stream", "--once"])
     batches = _batch_lines(home / f"snapshot-{table.name}.log")
     seconds = sum(b["duration_s"] for b in batches)
@@ -112,6 +106,7 @@ def _initial_snapshot(
     consumer = _Process(stack, settings, home, f"consume-{table.name}", ["consume"])
     try:
         applied_s = _wait_rows(settings, table, upserts, timeout_s=1800)
+        consumer_cpu_s = consumer.cpu_s()
     finally:
         consumer.stop()
     return {
@@ -123,6 +118,11 @@ def _initial_snapshot(
         "snapshot_applied_s": applied_s,
         "snapshot_driver_python_peak_mib": run["python_peak_mib"],
         "snapshot_driver_jvm_peak_mib": run["jvm_peak_mib"],
+        "snapshot_cpu_us_per_row": {
+            "stream": 1e6 * run["cpu_s"] / upserts,
+            "consume": 1e6 * consumer_cpu_s / upserts,
+            "postgres": 1e6 * (postgres.now() - pg_cpu0) / upserts,
+        },
     }
 
 
@@ -149,15 +149,20 @@ def _incremental(
     consumer = _Process(stack, settings, home, f"consume-live-{table.name}", ["consume"])
     stream = _Process(stack, settings, home, log_name, ["stream"])
     latencies: list[float] = []
+    postgres = PostgresCpu(stack.postgres.pid)
+    cpu0: dict[str, float] = {}
     try:
         _wait_for_log(home / f"{log_name}.log", '"stream started"')
         time.sleep(3 * TRIGGER_S)
         for i in range(args.warmup + args.commits):
+            if i == args.warmup:  # the timed window starts: CPU of each process from here
+                cpu0 = {"stream": stream.cpu_s(), "consume": consumer.cpu_s(), "postgres": postgres.now()}
             committed_at = _commit(spark, table, i, args.changed)
             visible_at = _wait_visible(settings, table, f"bench {i} ", args.changed)
             if i >= args.warmup:
                 latencies.append(visible_at - committed_at)
             time.sleep(max(args.interval - (time.time() - committed_at), 0))
+        now = {"stream": stream.cpu_s(), "consume": consumer.cpu_s(), "postgres": postgres.now()}
     finally:
         stream.stop()
         consumer.stop()
@@ -174,6 +179,8 @@ def _incremental(
         "median_batch_profile_s": _median_profile(batches),
         "stream_driver_python_peak_mib": stream.python_peak_mib,
         "stream_driver_jvm_peak_mib": stream.jvm_peak_mib,
+        # CPU over the timed window (idle trigger polls included) per changed row.
+        "cpu_us_per_changed_row": {k: 1e6 * (now[k] - cpu0[k]) / (len(latencies) * args.changed) for k in cpu0},
     }
 
 
@@ -236,6 +243,8 @@ class _Process:
         log = (home / f"{name}.log").open("a")
         self.process = subprocess.Popen(_command(stack, args), env=_env(settings), stdout=log, stderr=subprocess.STDOUT)
         self.python_peak_mib = self.jvm_peak_mib = 0.0
+        self._child_cpu: dict[int, float] = {}  # last reading of each child (the JVM): gone ones keep theirs
+        self._cpu_lock = threading.Lock()  # the sampler thread reads it too
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
@@ -245,7 +254,15 @@ class _Process:
             self.python_peak_mib = max(self.python_peak_mib, peak_rss_kib(self.process.pid) / 1024)
             jvm = sum(rss_kib(c) for c in children(self.process.pid)) / 1024
             self.jvm_peak_mib = max(self.jvm_peak_mib, jvm)
+            self.cpu_s()
             time.sleep(0.5)
+
+    def cpu_s(self) -> float:
+        """CPU seconds so far of the command and its JVM (utime + stime, from /proc)."""
+        with self._cpu_lock:
+            for child in children(self.process.pid):
+                self._child_cpu[child] = max(self._child_cpu.get(child, 0.0), process_cpu_s(child))
+            return process_cpu_s(self.process.pid) + sum(self._child_cpu.values())
 
     def stop(self) -> None:
         self._stop.set()
@@ -260,11 +277,15 @@ class _Process:
 def _run(stack: EmbeddedStack, settings: LakesyncSettings, home: Path, name: str, args: list[str]) -> dict[str, Any]:
     """Run a subcommand to its end; its peak memory."""
     process = _Process(stack, settings, home, name, args)
-    code = process.process.wait()
+    cpu_s = 0.0
+    while process.process.poll() is None:  # read CPU while it runs: a reaped process has no /proc entry
+        cpu_s = process.cpu_s()
+        time.sleep(0.2)
+    code = process.process.returncode
     process.stop()
     if code != 0:
         raise SystemExit(f"lakesync {' '.join(args)} failed ({code}); see {home / (name + '.log')}")
-    return {"python_peak_mib": process.python_peak_mib, "jvm_peak_mib": process.jvm_peak_mib}
+    return {"python_peak_mib": process.python_peak_mib, "jvm_peak_mib": process.jvm_peak_mib, "cpu_s": cpu_s}
 
 
 def _command(stack: EmbeddedStack, args: list[str]) -> list[str]:
@@ -334,18 +355,21 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             f"Per scale of TPC-H `orders`: `lakesync stream` and `lakesync consume` run while {args.commits} commits "
             f"of {args.changed:,} updated rows land, one every {args.interval:g} s, made by a third process's Spark "
             f"session on the same cores (after {args.warmup} untimed). Latency = the moment a commit's last row is "
-            "visible in PostgreSQL − the Delta commit's timestamp."
+            "visible in PostgreSQL − the Delta commit's timestamp. CPU: utime + stime from /proc of each process "
+            "(the stream's driver and its JVM) over the timed commits, idle trigger polls included, divided by the "
+            "rows changed; 2 cores = 2 CPU s per second."
         ),
         "",
-        "| scale | rows | p50 s | p99 s | max s | median micro-batch s | batch profile (lookup / produce / flush / record s) | driver Python / JVM peak MiB |",
-        "|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| scale | rows | p50 s | p99 s | max s | median micro-batch s | batch profile (lookup / produce / flush / record s) | CPU µs per changed row (stream / consume / PostgreSQL) | driver Python / JVM peak MiB |",
+        "|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for scale, r in results.items():
         p = r.get("median_batch_profile_s") or {}
         profile = " / ".join(_f(p.get(k)) for k in ("lookup_s", "produce_s", "flush_s", "record_s"))
+        cpu = " / ".join(f"{r['cpu_us_per_changed_row'][k]:,.0f}" for k in ("stream", "consume", "postgres"))
         lines.append(
             f"| {scale} | {r['rows']:,} | {_f(r['p50_s'])} | {_f(r['p99_s'])} | {_f(r['max_s'])} | "
-            f"{_f(r['median_batch_s'])} | {profile} | {r['stream_driver_python_peak_mib']:.0f} / "
+            f"{_f(r['median_batch_s'])} | {profile} | {cpu} | {r['stream_driver_python_peak_mib']:.0f} / "
             f"{r['stream_driver_jvm_peak_mib']:.0f} |"
         )
     lines += [
@@ -364,7 +388,10 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             f"- Initial snapshot at SF {scales[0]}: {rate:,.0f} rows/s over {first['snapshot_batches']} batch(es) "
             f"({first['snapshot_batch_s']:.1f} s of batches, {first['snapshot_wall_s']:.1f} s wall with JVM start; "
             f"the consumer then applied it in {first['snapshot_applied_s']:.0f} s) "
-            f"({'met' if rate >= 40_000 else 'MISSED'}); driver Python peak {first['snapshot_driver_python_peak_mib']:.0f} MiB."
+            f"({'met' if rate >= 40_000 else 'MISSED'}); driver Python peak {first['snapshot_driver_python_peak_mib']:.0f} MiB; "
+            + "CPU µs per row: stream {stream:.1f} (driver + JVM), consume {consume:.1f}, PostgreSQL {postgres:.1f}.".format(
+                **first["snapshot_cpu_us_per_row"]
+            )
         )
     for scale, r in results.items():
         if "rebuild_s" in r:

@@ -13,15 +13,10 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from deploy.errors import EmbeddedServiceError
-from deploy.processes import (
-    free_port,
-    pid_runs,
-    tcp_open,
-    terminate,
-    wait_until_ready,
-)
+from deploy.processes import DaemonServer, free_port, tcp_open, wait_until_ready
 from lakesync.config import default_cache_dir
 from lakesync.errors import SetupError
 
@@ -43,8 +38,10 @@ def java_executable() -> str:
 
 
 @dataclass
-class KafkaBroker:
+class KafkaBroker(DaemonServer):
     """One broker+controller process; `home` holds its config, data and logs."""
+
+    marker: ClassVar[str] = MAIN_CLASS
 
     home: Path
     port: int = 0
@@ -85,21 +82,6 @@ class KafkaBroker:
             timeout_s=timeout_s,
         )
 
-    def stop(self) -> None:
-        """SIGTERM (the broker shuts down cleanly), SIGKILL if it hangs."""
-        if self.running() and self.pid is not None:
-            terminate(self.pid, timeout_s=30.0)
-        if self._process is not None:
-            self._process.wait(timeout=5)
-        self.pid = None
-        self._process = None
-
-    def running(self) -> bool:
-        if self._process is not None:
-            # Our own child: poll() is exact, and /proc's cmdline is Python's until exec happens.
-            return self._process.poll() is None
-        return self.pid is not None and pid_runs(self.pid, MAIN_CLASS)
-
     def _classpath(self) -> str:
         jars_dir = kafka_jars_dir()
         if not any(jars_dir.glob("kafka_2.13-*.jar")):
@@ -138,16 +120,7 @@ class KafkaBroker:
             )
 
     def _launch(self) -> None:
-        with self.log_file.open("ab") as out:
-            self._process = subprocess.Popen(
-                self._java_command(MAIN_CLASS, str(self._config_file)),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                # Own session: the broker outlives `lakesync up` and ignores the terminal's ^C.
-                start_new_session=True,
-            )
-        self.pid = self._process.pid
+        self._spawn(self._java_command(MAIN_CLASS, str(self._config_file)), self.log_file)
 
     def _metadata_answers(self) -> bool:
         if not tcp_open(self.port):

@@ -18,9 +18,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from deploy.errors import EmbeddedServiceError
-from deploy.processes import free_port, pid_runs, tcp_open, terminate, wait_until_ready
+from deploy.processes import DaemonServer, free_port, tcp_open, wait_until_ready
 from lakesync.config import default_cache_dir
 from lakesync.errors import SetupError
 
@@ -36,8 +37,11 @@ def weed_executable() -> Path:
 
 
 @dataclass
-class S3Server:
+class S3Server(DaemonServer):
     """SeaweedFS with its S3 gateway; `home` holds its data, identities and log."""
+
+    marker: ClassVar[str] = MARKER
+    stop_timeout_s: ClassVar[float] = 20.0
 
     home: Path
     port: int = 0
@@ -72,19 +76,6 @@ class S3Server:
             timeout_s=timeout_s,
         )
         self._create_bucket(timeout_s)
-
-    def stop(self) -> None:
-        if self.running() and self.pid is not None:
-            terminate(self.pid, timeout_s=20.0)
-        if self._process is not None:
-            self._process.wait(timeout=5)
-        self.pid = None
-        self._process = None
-
-    def running(self) -> bool:
-        if self._process is not None:
-            return self._process.poll() is None
-        return self.pid is not None and pid_runs(self.pid, MARKER)
 
     def settings(self) -> dict[str, object]:
         """The `[s3]` section that points lakesync at this server."""
@@ -151,16 +142,7 @@ class S3Server:
         ]
 
     def _launch(self) -> None:
-        with self.log_file.open("ab") as out:
-            self._process = subprocess.Popen(
-                self._command(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.home,
-                start_new_session=True,  # outlives `lakesync up`, ignores the terminal's ^C
-            )
-        self.pid = self._process.pid
+        self._spawn(self._command(), self.log_file, cwd=self.home)
 
     def _create_bucket(self, timeout_s: float) -> None:
         """`s3.bucket.create` in `weed shell`, retried while the filer is still starting."""

@@ -1,13 +1,15 @@
-"""Small process and port helpers shared by the embedded Kafka broker and PostgreSQL server."""
+"""Small process and port helpers shared by the embedded servers (Kafka, PostgreSQL, SeaweedFS)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from deploy.errors import EmbeddedServiceError
 
@@ -116,3 +118,45 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass  # not our child: init reaps it
+
+
+class DaemonServer:
+    """A server started in its own session (it outlives `lakesync up` and ignores the terminal's
+    ^C), or found again by the pid an earlier start recorded.
+
+    Subclasses are dataclasses with `pid` and `_process` fields and say which command-line
+    `marker` identifies their process (guarding against a reused pid) and how long a clean
+    shutdown may take.
+    """
+
+    marker: ClassVar[str]
+    stop_timeout_s: ClassVar[float] = 30.0
+    pid: int | None
+    _process: subprocess.Popen[bytes] | None
+
+    def running(self) -> bool:
+        if self._process is not None:
+            # Our own child: poll() is exact, and /proc's cmdline is Python's until exec happens.
+            return self._process.poll() is None
+        return self.pid is not None and pid_runs(self.pid, self.marker)
+
+    def stop(self) -> None:
+        """SIGTERM (the server shuts down cleanly), SIGKILL if it hangs."""
+        if self.running() and self.pid is not None:
+            terminate(self.pid, timeout_s=self.stop_timeout_s)
+        if self._process is not None:
+            self._process.wait(timeout=5)
+        self.pid = None
+        self._process = None
+
+    def _spawn(self, command: list[str], log_file: Path, cwd: Path | None = None) -> None:
+        with log_file.open("ab") as out:
+            self._process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        self.pid = self._process.pid

@@ -295,6 +295,8 @@ class ConsumerSettings(_Section):
     batch_max_messages: int = Field(default=20_000, ge=1)
     batch_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     batch_max_wait_s: float = Field(default=0.5, gt=0)
+    # ... or once it holds messages and none came for this long (a commit's burst has arrived).
+    batch_idle_s: float = Field(default=0.05, gt=0)
     # Transient PostgreSQL/Kafka errors are retried with backoff until this deadline, then we stop.
     retry_deadline_s: float = Field(default=300.0, gt=0)
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)

@@ -42,6 +42,32 @@ _order = operator.itemgetter(ORDER)
 
 
 @dataclass(frozen=True)
+class BatchBounds:
+    """When a batch being collected closes (the `[consumer]` batch keys)."""
+
+    max_messages: int
+    max_bytes: int
+    max_wait_s: float
+    idle_s: float
+
+
+def collect_wait(bounds: BatchBounds, *, elapsed_s: float, messages: int, size: int, quiet: bool) -> float | None:
+    """How long the next fetch may wait for more messages; None when the batch is closed.
+
+    A batch closes when it is full, when `max_wait_s` passed since it opened, or when it holds
+    messages and the last fetch (`quiet`) brought none in `idle_s`: a Delta commit's changes
+    arrive in one burst, and waiting out `max_wait_s` after it would only add latency. Under a
+    backlog every fetch brings messages, so batches still fill to their bounds.
+    """
+    if messages >= bounds.max_messages or size >= bounds.max_bytes:
+        return None
+    remaining = bounds.max_wait_s - elapsed_s
+    if remaining <= 0 or (quiet and messages > 0):
+        return None
+    return min(remaining, bounds.idle_s)
+
+
+@dataclass(frozen=True)
 class TableTarget:
     """Where one topic's changes go."""
 

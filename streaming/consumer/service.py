@@ -51,7 +51,7 @@ from observability.lag_monitor import LagMonitor
 from streaming.consumer import metrics
 from streaming.consumer.apply import BatchApplier, SchemaKeeper, observe
 from streaming.consumer.assignment import Assignment
-from streaming.consumer.batch import PartitionBatch, TableTarget, prepare_partition
+from streaming.consumer.batch import BatchBounds, PartitionBatch, TableTarget, collect_wait, prepare_partition
 from streaming.consumer.claims import ClaimResult, PartitionClaims
 from streaming.consumer.classify import is_transient
 from streaming.consumer.dead_letters import DeadLetterSink
@@ -308,18 +308,22 @@ class ConsumerService:
                 self._hand_over(batch)
 
     def _collect(self) -> list[Message]:
-        """Messages up to the batch bounds, from partitions that are claimed."""
+        """Messages up to the batch bounds (batch.collect_wait), from partitions that are claimed."""
         c = self.settings.consumer
         consumer = self._consumer
         assert consumer is not None
-        deadline = time.monotonic() + c.batch_max_wait_s
+        bounds = BatchBounds(c.batch_max_messages, c.batch_max_bytes, c.batch_max_wait_s, c.batch_idle_s)
+        opened = time.monotonic()
         messages, self._carried = self._carried, []
-        size = 0
-        while len(messages) < c.batch_max_messages and size < c.batch_max_bytes and not self._stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        size, quiet = 0, False
+        while not self._stop.is_set():
+            elapsed = time.monotonic() - opened
+            wait = collect_wait(bounds, elapsed_s=elapsed, messages=len(messages), size=size, quiet=quiet)
+            if wait is None:
                 break
-            chunk = consumer.consume(min(c.batch_max_messages - len(messages), _CONSUME_CHUNK), remaining)
+            # consume() returns when it has all it asked for or when `wait` is over.
+            chunk = consumer.consume(min(c.batch_max_messages - len(messages), _CONSUME_CHUNK), wait)
+            quiet = not chunk
             for message in chunk:
                 error = message.error()
                 if error is None:
@@ -369,27 +373,29 @@ class ConsumerService:
 
     def _poll_ahead(self) -> None:
         """Serve the group (a rebalance waits for our poll) while a lane is busy; keep what comes."""
+        message = self._poll_one(0.02)
+        if message is not None:
+            self._carried.append(message)
+
+    def _poll_one(self, timeout_s: float) -> Message | None:
+        """One message, or None on a timeout or a non-fatal client event (a fatal one raises)."""
         consumer = self._consumer
         assert consumer is not None
-        message = consumer.poll(0.02)
+        message = consumer.poll(timeout_s)
         if message is None:
-            return
+            return None
         error = message.error()
         if error is not None:
             _raise_if_fatal(error)
-            return
-        self._carried.append(message)
+            return None
+        return message
 
     def _poll_paused(self) -> None:
         """Serve the group (heartbeats, rebalances) while paused; a stray message is sought back."""
         consumer = self._consumer
         assert consumer is not None
-        message = consumer.poll(0.2)
+        message = self._poll_one(0.2)
         if message is None:
-            return
-        error = message.error()
-        if error is not None:
-            _raise_if_fatal(error)
             return
         tp = TopicPartition(*position(message))
         consumer.seek(tp)

@@ -20,9 +20,11 @@ from streaming.consumer.batch import (
     IS_REPAIR,
     MESSAGE_INDEX,
     VERSION,
+    BatchBounds,
     PartitionBatch,
     Refused,
     TableTarget,
+    collect_wait,
     decode_each,
     isolate_poison,
     prepare_partition,
@@ -219,3 +221,31 @@ def test_bisection_isolates_every_bad_item_and_applies_the_rest() -> None:
 def test_bisection_of_a_clean_batch_is_one_attempt() -> None:
     found = isolate_poison([1, 2, 3], lambda part: len(part))
     assert found.attempts == 1 and found.applied == [3] and not found.poisoned
+
+
+# --- when a batch being collected closes -----------------------------------------------------
+
+BOUNDS = BatchBounds(max_messages=100, max_bytes=10_000, max_wait_s=0.5, idle_s=0.05)
+
+
+def test_an_empty_batch_waits_in_idle_steps_until_its_wait_is_over() -> None:
+    assert collect_wait(BOUNDS, elapsed_s=0.0, messages=0, size=0, quiet=False) == 0.05
+    assert collect_wait(BOUNDS, elapsed_s=0.3, messages=0, size=0, quiet=True) == 0.05
+    assert collect_wait(BOUNDS, elapsed_s=0.48, messages=0, size=0, quiet=True) == pytest.approx(0.02)
+    assert collect_wait(BOUNDS, elapsed_s=0.5, messages=0, size=0, quiet=True) is None
+
+
+def test_a_batch_holding_messages_closes_when_a_fetch_brings_none() -> None:
+    # A commit's burst arrived in the first fetch; the second brought nothing: apply now.
+    assert collect_wait(BOUNDS, elapsed_s=0.06, messages=40, size=4_000, quiet=False) == 0.05
+    assert collect_wait(BOUNDS, elapsed_s=0.11, messages=40, size=4_000, quiet=True) is None
+
+
+def test_a_batch_keeps_filling_while_messages_keep_coming() -> None:
+    assert collect_wait(BOUNDS, elapsed_s=0.3, messages=60, size=6_000, quiet=False) == 0.05
+    assert collect_wait(BOUNDS, elapsed_s=0.5, messages=60, size=6_000, quiet=False) is None
+
+
+@pytest.mark.parametrize(("messages", "size"), [(100, 10), (5, 10_000)])
+def test_a_full_batch_closes_at_once(messages: int, size: int) -> None:
+    assert collect_wait(BOUNDS, elapsed_s=0.0, messages=messages, size=size, quiet=False) is None
