@@ -66,6 +66,7 @@ log = get_logger("lakesync.consumer")
 # anyway, so Kafka's max.poll.interval.ms can never evict us.
 _PAUSE_AFTER_S = 10.0
 _CONSUME_CHUNK = 5000
+_SEEK_WAIT_S = 5.0
 _ALIVE_WITHIN_S = 60.0
 # A revoke waits this long for the revoked partitions' statements to stop (they are cancelled).
 _REVOKE_WAIT_S = 5.0
@@ -496,14 +497,37 @@ class ConsumerService:
         ready = [
             TopicPartition(t, p, offset) for (t, p), offset in self.assignment.claimed(result.request, result.offsets)
         ]
+        unseekable = [tp for tp in ready if not self._seek(tp)]
+        if unseekable:
+            # Still paused and not read: claim them again rather than read from Kafka's offset.
+            log.warning("partitions not seekable yet; claimed again", partitions=[str(tp) for tp in unseekable])
+            self._claim([(tp.topic, tp.partition) for tp in unseekable])
+            ready = [tp for tp in ready if tp not in unseekable]
         if not ready:
             return
-        for tp in ready:
-            self._consumer.seek(tp)
         if not self._paused:
             self._consumer.resume([TopicPartition(tp.topic, tp.partition) for tp in ready])
         self._mirror_to_kafka(ready)
         log.info("partitions claimed", partitions=sorted(f"{tp.topic}:{tp.partition}@{tp.offset}" for tp in ready))
+
+    def _seek(self, tp: TopicPartition) -> bool:
+        """Seek to the claimed offset; False if the partition never became seekable.
+
+        Right after an assignment librdkafka is still fetching the partition's committed offset
+        and refuses a seek with _STATE ("Erroneous state") for a few milliseconds: wait it out.
+        """
+        assert self._consumer is not None
+        deadline = time.monotonic() + _SEEK_WAIT_S
+        while True:
+            try:
+                self._consumer.seek(tp)
+                return True
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._STATE:
+                    raise
+                if time.monotonic() > deadline:
+                    return False
+            time.sleep(0.05)
 
     def _commit_to_kafka(self, batch: PartitionBatch) -> None:
         """Mirror the offset PostgreSQL now holds into Kafka, for lag tools (best effort)."""
