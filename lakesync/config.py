@@ -292,7 +292,7 @@ class ConsumerSettings(_Section):
 
     group_id: str = "lakesync"
     # A batch closes at whichever bound it reaches first; one batch = one PostgreSQL transaction.
-    batch_max_messages: int = Field(default=20_000, ge=1)
+    batch_max_messages: int = Field(default=10_000, ge=1)
     batch_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     batch_max_wait_s: float = Field(default=0.5, gt=0)
     # ... or once it holds messages and none came for this long (a commit's burst has arrived).
@@ -325,7 +325,7 @@ class ConsumerSettings(_Section):
     statement_timeout_s: float = Field(default=60.0, gt=0)
     lock_timeout_s: float = Field(default=10.0, gt=0)
     # librdkafka's prefetch queue per consumer, in KiB: bounds memory together with the batch.
-    fetch_queue_max_kbytes: int = Field(default=32 * 1024, ge=1024)
+    fetch_queue_max_kbytes: int = Field(default=4 * 1024, ge=1024)
     # SIGTERM/SIGINT: how long to let the batch in flight finish before abandoning it (< 10 s).
     shutdown_grace_s: float = Field(default=5.0, ge=0, le=8)
 

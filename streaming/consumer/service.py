@@ -110,6 +110,10 @@ def consumer_config(settings: LakesyncSettings, instance_id: str | None) -> dict
     config: dict[str, Any] = {
         "auto.offset.reset": "earliest",
         "queued.max.messages.kbytes": c.fetch_queue_max_kbytes,
+        # librdkafka postpones a partition's next fetch by this much once the prefetch queue is
+        # full (default 1000 ms): in a backlog the queue is full all the time and the thread
+        # that decodes would then wait on the broker.
+        "fetch.queue.backoff.ms": 20,
         "fetch.wait.max.ms": 100,
         "session.timeout.ms": int(c.session_timeout_s * 1000),
         "enable.partition.eof": False,
