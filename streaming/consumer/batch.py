@@ -50,6 +50,11 @@ class BatchBounds:
     max_wait_s: float
     idle_s: float
 
+    def full(self, messages: int, size: int) -> bool:
+        """Whether `messages` holding `size` bytes of values reached a bound: a batch closes then,
+        and the Kafka thread stops reading ahead of a busy lane (what it reads is the next batch)."""
+        return messages >= self.max_messages or size >= self.max_bytes
+
 
 def collect_wait(bounds: BatchBounds, *, elapsed_s: float, messages: int, size: int, quiet: bool) -> float | None:
     """How long the next fetch may wait for more messages; None when the batch is closed.
@@ -59,7 +64,7 @@ def collect_wait(bounds: BatchBounds, *, elapsed_s: float, messages: int, size: 
     arrive in one burst, and waiting out `max_wait_s` after it would only add latency. Under a
     backlog every fetch brings messages, so batches still fill to their bounds.
     """
-    if messages >= bounds.max_messages or size >= bounds.max_bytes:
+    if bounds.full(messages, size):
         return None
     remaining = bounds.max_wait_s - elapsed_s
     if remaining <= 0 or (quiet and messages > 0):

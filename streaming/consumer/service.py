@@ -144,8 +144,12 @@ class ConsumerService:
         self.assignment = Assignment(owner)
         self._stop = threading.Event()
         self._paused = False
-        # Messages read while waiting for a busy lane, for the next batch (dropped on rebalance).
+        # Messages read while waiting for a busy lane, for the next batch (dropped on rebalance),
+        # and the bytes of their values: the read-ahead is bounded like a batch.
         self._carried: list[Message] = []
+        self._carried_size = 0
+        c = settings.consumer
+        self._bounds = BatchBounds(c.batch_max_messages, c.batch_max_bytes, c.batch_max_wait_s, c.batch_idle_s)
         self._heartbeat = time.monotonic()
         self._consumer: Consumer | None = None
         self._lanes: ApplyLanes | None = None
@@ -317,10 +321,10 @@ class ConsumerService:
         c = self.settings.consumer
         consumer = self._consumer
         assert consumer is not None
-        bounds = BatchBounds(c.batch_max_messages, c.batch_max_bytes, c.batch_max_wait_s, c.batch_idle_s)
+        bounds = self._bounds
         opened = time.monotonic()
-        messages, self._carried = self._carried, []
-        size, quiet = 0, False
+        messages, size, quiet = self._carried, self._carried_size, False
+        self._set_carried([])
         while not self._stop.is_set():
             elapsed = time.monotonic() - opened
             wait = collect_wait(bounds, elapsed_s=elapsed, messages=len(messages), size=size, quiet=quiet)
@@ -371,16 +375,22 @@ class ConsumerService:
                 self._set_paused(True)
             if self._paused:
                 self._poll_paused()
-            elif len(self._carried) < self.settings.consumer.batch_max_messages:
+            elif self._may_read_ahead():
                 self._poll_ahead()
             else:
                 time.sleep(0.01)  # a batch read ahead already: wait for the lane, not for more
+
+    def _may_read_ahead(self) -> bool:
+        """What is read ahead of a busy lane is the next batch: it stops at the batch's bounds,
+        bytes included (wide rows would otherwise pile up by the batch's message count)."""
+        return not self._bounds.full(len(self._carried), self._carried_size)
 
     def _poll_ahead(self) -> None:
         """Serve the group (a rebalance waits for our poll) while a lane is busy; keep what comes."""
         message = self._poll_one(0.02)
         if message is not None:
             self._carried.append(message)
+            self._carried_size += len(message)  # confluent_kafka: the value's length
 
     def _poll_one(self, timeout_s: float) -> Message | None:
         """One message, or None on a timeout or a non-fatal client event (a fatal one raises)."""
@@ -558,8 +568,12 @@ class ConsumerService:
 
     # --- rebalance callbacks (called from within consume/poll, on this thread) ---------------
 
+    def _set_carried(self, messages: list[Message]) -> None:
+        self._carried = messages
+        self._carried_size = sum(len(m) for m in messages)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._carried = []
+        self._set_carried([])
         consumer.incremental_assign(partitions)
         consumer.pause(partitions)  # until claimed: they are read from the offset PostgreSQL holds
         self._claim([(p.topic, p.partition) for p in partitions])
@@ -569,14 +583,14 @@ class ConsumerService:
     def _claim(self, tps: list[TopicPartitionKey]) -> None:
         claims, consumer = self._claims, self._consumer
         assert claims is not None
-        self._carried = [m for m in self._carried if (m.topic(), m.partition()) not in tps]
+        self._set_carried([m for m in self._carried if (m.topic(), m.partition()) not in tps])
         if consumer is not None:
             consumer.pause([TopicPartition(t, p) for t, p in tps])
         for request in self.assignment.claim(tps):
             claims.request(request)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._carried = []
+        self._set_carried([])
         tps = {(p.topic, p.partition) for p in partitions}
         tokens = self.assignment.revoke(tps)
         if self._claims is not None:
